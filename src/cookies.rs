@@ -1,0 +1,255 @@
+//! Signing and checking the sticky and override cookies (HMAC-SHA256).
+//!
+//! Formats (the signature covers everything before the last `.`):
+//! - sticky:   `s1.<rollout>.<epoch>.<bucket>.<0|1>.<sig>` — the device's bucket and whether
+//!   it has been sent to Stytch;
+//! - override: `o1.<rollout>.<epoch>.<flow>.<expires_unix>.<sig>`.
+//!
+//! `<sig>` is base64url without padding. A cookie that fails any check is rejected with a
+//! reason, never an error: the caller ignores it and counts it. This module knows nothing of
+//! HTTP; it must never log cookie values or the secret.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+use crate::rules::{Flow, StickyState};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Why a cookie was ignored (the `reason` label of `switchyard_cookies_rejected_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rejection {
+    /// Not in the expected format.
+    Malformed,
+    /// The signature does not match: forged or tampered with.
+    BadSignature,
+    /// Signed for another rollout.
+    OtherRollout,
+    /// Signed for an earlier (or later) epoch of this rollout.
+    OtherEpoch,
+    /// An override cookie past its expiry.
+    Expired,
+}
+
+impl Rejection {
+    pub const ALL: [Rejection; 5] = [
+        Rejection::Malformed,
+        Rejection::BadSignature,
+        Rejection::OtherRollout,
+        Rejection::OtherEpoch,
+        Rejection::Expired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::Malformed => "malformed",
+            Rejection::BadSignature => "bad_signature",
+            Rejection::OtherRollout => "other_rollout",
+            Rejection::OtherEpoch => "other_epoch",
+            Rejection::Expired => "expired",
+        }
+    }
+}
+
+/// Signs and verifies cookies with one secret. Cheap to clone; holds the keyed HMAC state.
+#[derive(Clone)]
+pub struct CookieSigner {
+    mac: HmacSha256,
+}
+
+impl std::fmt::Debug for CookieSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CookieSigner([REDACTED])")
+    }
+}
+
+const STICKY_TAG: &str = "s1";
+const OVERRIDE_TAG: &str = "o1";
+/// Longest cookie value we look at; anything longer is malformed.
+const MAX_LEN: usize = 512;
+
+impl CookieSigner {
+    pub fn new(secret: &[u8]) -> CookieSigner {
+        CookieSigner {
+            mac: HmacSha256::new_from_slice(secret).expect("HMAC accepts keys of any length"),
+        }
+    }
+
+    fn signature(&self, payload: &str) -> String {
+        let mut mac = self.mac.clone();
+        mac.update(payload.as_bytes());
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    }
+
+    /// Splits `value` into payload and signature and checks the signature in constant time.
+    fn verified_payload<'v>(&self, value: &'v str) -> Result<&'v str, Rejection> {
+        if value.len() > MAX_LEN {
+            return Err(Rejection::Malformed);
+        }
+        let (payload, sig) = value.rsplit_once('.').ok_or(Rejection::Malformed)?;
+        let mut raw = [0u8; 33];
+        let n = URL_SAFE_NO_PAD
+            .decode_slice(sig, &mut raw)
+            .map_err(|_| Rejection::Malformed)?;
+        if n != 32 {
+            return Err(Rejection::Malformed);
+        }
+        let mut mac = self.mac.clone();
+        mac.update(payload.as_bytes());
+        mac.verify_slice(&raw[..n])
+            .map_err(|_| Rejection::BadSignature)?;
+        Ok(payload)
+    }
+
+    pub fn sign_sticky(&self, rollout: &str, epoch: u64, state: StickyState) -> String {
+        let payload = format!(
+            "{STICKY_TAG}.{rollout}.{epoch}.{}.{}",
+            state.bucket,
+            u8::from(state.stytch)
+        );
+        let sig = self.signature(&payload);
+        format!("{payload}.{sig}")
+    }
+
+    pub fn verify_sticky(
+        &self,
+        value: &str,
+        rollout: &str,
+        epoch: u64,
+    ) -> Result<StickyState, Rejection> {
+        let payload = self.verified_payload(value)?;
+        let mut parts = payload.split('.');
+        let (Some(STICKY_TAG), Some(key), Some(ep), Some(bucket), Some(flag), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return Err(Rejection::Malformed);
+        };
+        check_binding(key, ep, rollout, epoch)?;
+        let bucket: u16 = bucket.parse().map_err(|_| Rejection::Malformed)?;
+        if bucket >= crate::rules::bucket::BUCKETS {
+            return Err(Rejection::Malformed);
+        }
+        let stytch = match flag {
+            "0" => false,
+            "1" => true,
+            _ => return Err(Rejection::Malformed),
+        };
+        Ok(StickyState { bucket, stytch })
+    }
+
+    pub fn sign_override(&self, rollout: &str, epoch: u64, flow: Flow, expires_at: i64) -> String {
+        let payload = format!("{OVERRIDE_TAG}.{rollout}.{epoch}.{}.{expires_at}", flow.as_str());
+        let sig = self.signature(&payload);
+        format!("{payload}.{sig}")
+    }
+
+    /// `now` is unix seconds.
+    pub fn verify_override(
+        &self,
+        value: &str,
+        rollout: &str,
+        epoch: u64,
+        now: i64,
+    ) -> Result<Flow, Rejection> {
+        let payload = self.verified_payload(value)?;
+        let mut parts = payload.split('.');
+        let (Some(OVERRIDE_TAG), Some(key), Some(ep), Some(flow), Some(expires), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return Err(Rejection::Malformed);
+        };
+        check_binding(key, ep, rollout, epoch)?;
+        let flow = Flow::parse(flow).ok_or(Rejection::Malformed)?;
+        let expires: i64 = expires.parse().map_err(|_| Rejection::Malformed)?;
+        if now >= expires {
+            return Err(Rejection::Expired);
+        }
+        Ok(flow)
+    }
+}
+
+fn check_binding(key: &str, epoch_text: &str, rollout: &str, epoch: u64) -> Result<(), Rejection> {
+    if key != rollout {
+        return Err(Rejection::OtherRollout);
+    }
+    let signed_epoch: u64 = epoch_text.parse().map_err(|_| Rejection::Malformed)?;
+    if signed_epoch != epoch {
+        return Err(Rejection::OtherEpoch);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signer() -> CookieSigner {
+        CookieSigner::new(b"a test secret that is long enough!!")
+    }
+
+    #[test]
+    fn sticky_round_trips_and_is_bound() {
+        let s = signer();
+        let state = StickyState {
+            bucket: 1234,
+            stytch: true,
+        };
+        let v = s.sign_sticky("stytch-login", 3, state);
+        assert_eq!(s.verify_sticky(&v, "stytch-login", 3), Ok(state));
+        assert_eq!(
+            s.verify_sticky(&v, "other", 3),
+            Err(Rejection::OtherRollout)
+        );
+        assert_eq!(
+            s.verify_sticky(&v, "stytch-login", 4),
+            Err(Rejection::OtherEpoch)
+        );
+        let tampered = v.replacen(".1234.", ".0001.", 1);
+        assert_eq!(
+            s.verify_sticky(&tampered, "stytch-login", 3),
+            Err(Rejection::BadSignature)
+        );
+        let other_key = CookieSigner::new(b"another secret, also long enough!!");
+        assert_eq!(
+            other_key.verify_sticky(&v, "stytch-login", 3),
+            Err(Rejection::BadSignature)
+        );
+        for garbage in ["", "x", "a.b", "s1.k.1.2.1.!!!!", &"z".repeat(600)] {
+            assert_eq!(
+                s.verify_sticky(garbage, "stytch-login", 3),
+                Err(Rejection::Malformed),
+                "{garbage}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_override_cookie_is_not_a_sticky_cookie() {
+        let s = signer();
+        let o = s.sign_override("stytch-login", 1, Flow::Stytch, 2_000_000_000);
+        assert_eq!(
+            s.verify_sticky(&o, "stytch-login", 1),
+            Err(Rejection::Malformed)
+        );
+        assert_eq!(
+            s.verify_override(&o, "stytch-login", 1, 1_000_000_000),
+            Ok(Flow::Stytch)
+        );
+        assert_eq!(
+            s.verify_override(&o, "stytch-login", 1, 2_000_000_000),
+            Err(Rejection::Expired)
+        );
+    }
+}

@@ -1,0 +1,491 @@
+//! Validation and compilation: a `Rollout` becomes a `CompiledRollout` that evaluates fast.
+//!
+//! Compiling parses every CIDR, semver requirement and code once, and reports *every* problem
+//! with the exact field path (`rules[0].when.ip_ranges[1]`). It must stay pure: no I/O, no
+//! clock, no knowledge of HTTP or storage.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use semver::VersionReq;
+
+use super::bucket::BasisPoints;
+use super::location::Code;
+use super::model::{Conditions, Flow, LegacySessions, Outcome, Rollout, RolloutContent};
+
+/// One problem with one field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+/// Every problem found in a rollout, in field order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ValidationErrors(pub Vec<FieldError>);
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{}: {}", e.field, e.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl ValidationErrors {
+    pub fn single(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ValidationErrors(vec![FieldError {
+            field: field.into(),
+            message: message.into(),
+        }])
+    }
+}
+
+#[derive(Default)]
+struct Problems(Vec<FieldError>);
+
+impl Problems {
+    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// The continents a rule may name.
+pub const CONTINENTS: [&str; 7] = ["AF", "AN", "AS", "EU", "NA", "OC", "SA"];
+
+/// `^[a-z0-9][a-z0-9_-]{0,63}$`
+pub fn is_valid_key(key: &str) -> bool {
+    let b = key.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter()
+            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-')
+}
+
+/// `^[A-Za-z0-9_-]{1,64}$`
+pub fn is_valid_salt(salt: &str) -> bool {
+    (1..=64).contains(&salt.len())
+        && salt
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+}
+
+fn is_valid_rule_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
+}
+
+/// A cookie name: an RFC 6265 token of at most 64 characters.
+fn is_valid_cookie_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.bytes().all(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(
+                    c,
+                    b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^'
+                        | b'_' | b'`' | b'|' | b'~'
+                )
+        })
+}
+
+/// A set of IP ranges, as sorted, merged intervals per family: membership is a binary search.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IpTable {
+    v4: Vec<(u32, u32)>,
+    v6: Vec<(u128, u128)>,
+}
+
+impl IpTable {
+    pub fn from_networks(networks: impl IntoIterator<Item = IpNet>) -> IpTable {
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        for net in networks {
+            match net.trunc() {
+                IpNet::V4(n) => v4.push((u32::from(n.network()), u32::from(n.broadcast()))),
+                IpNet::V6(n) => v6.push((u128::from(n.network()), u128::from(n.broadcast()))),
+            }
+        }
+        IpTable {
+            v4: merge(v4),
+            v6: merge(v6),
+        }
+    }
+
+    /// IPv4-mapped IPv6 addresses are matched as IPv4.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match ip.to_canonical() {
+            IpAddr::V4(a) => find(&self.v4, u32::from(a)),
+            IpAddr::V6(a) => find(&self.v6, u128::from(a)),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn merge<T: Ord + Copy + num_like::Successor>(mut ranges: Vec<(T, T)>) -> Vec<(T, T)> {
+    ranges.sort_unstable();
+    let mut out: Vec<(T, T)> = Vec::with_capacity(ranges.len());
+    for (start, end) in ranges {
+        match out.last_mut() {
+            Some(last) if start <= last.1.successor_saturating() => {
+                if end > last.1 {
+                    last.1 = end;
+                }
+            }
+            _ => out.push((start, end)),
+        }
+    }
+    out.shrink_to_fit();
+    out
+}
+
+fn find<T: Ord + Copy>(ranges: &[(T, T)], x: T) -> bool {
+    let i = ranges.partition_point(|&(start, _)| start <= x);
+    i > 0 && x <= ranges[i - 1].1
+}
+
+mod num_like {
+    pub trait Successor {
+        fn successor_saturating(self) -> Self;
+    }
+    impl Successor for u32 {
+        fn successor_saturating(self) -> Self {
+            self.saturating_add(1)
+        }
+    }
+    impl Successor for u128 {
+        fn successor_saturating(self) -> Self {
+            self.saturating_add(1)
+        }
+    }
+}
+
+/// One compiled condition; a rule holds when all of its conditions hold.
+#[derive(Debug, Clone)]
+pub enum Condition {
+    IpRanges(IpTable),
+    Countries(Vec<Code>),
+    Continents(Vec<Code>),
+    Subdivisions(Vec<Code>),
+    /// Lower-cased; requests are compared case-insensitively.
+    Platforms(Vec<Box<str>>),
+    AppVersion(VersionReq),
+    UserKeys(HashSet<Box<str>>),
+}
+
+impl Condition {
+    pub fn needs_location(&self) -> bool {
+        matches!(
+            self,
+            Condition::Countries(_) | Condition::Continents(_) | Condition::Subdivisions(_)
+        )
+    }
+}
+
+/// What a matching compiled rule does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleAction {
+    Force(Flow),
+    Segment(BasisPoints),
+}
+
+#[derive(Debug, Clone)]
+pub struct CompiledRule {
+    pub id: Box<str>,
+    pub conditions: Vec<Condition>,
+    pub action: RuleAction,
+}
+
+/// Sticky-cookie policy of a compiled rollout (present only when sticky is enabled).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StickyPolicy {
+    pub cookie_name: Box<str>,
+    pub max_age_seconds: u64,
+}
+
+/// A rollout version ready to evaluate. Built once per version, shared read-only.
+#[derive(Debug, Clone)]
+pub struct CompiledRollout {
+    pub key: Box<str>,
+    pub version: u64,
+    pub enabled: bool,
+    pub percentage: BasisPoints,
+    pub salt: Box<str>,
+    pub rules: Vec<CompiledRule>,
+    pub sticky: Option<StickyPolicy>,
+    pub epoch: u64,
+    pub legacy_sessions: LegacySessions,
+    /// Whether any rule has a geo condition (so a location lookup is worth doing).
+    pub needs_location: bool,
+}
+
+/// Validates a whole rollout (key included) and compiles it.
+pub fn compile(rollout: &Rollout) -> Result<CompiledRollout, ValidationErrors> {
+    let mut problems = Problems::default();
+    if !is_valid_key(&rollout.key) {
+        problems.add(
+            "key",
+            format!(
+                "invalid key '{}': expected ^[a-z0-9][a-z0-9_-]{{0,63}}$",
+                rollout.key
+            ),
+        );
+    }
+    let compiled = compile_content(&rollout.key, rollout.version, &rollout.content, &mut problems);
+    if problems.0.is_empty() {
+        Ok(compiled)
+    } else {
+        Err(ValidationErrors(problems.0))
+    }
+}
+
+/// Validates the editable content alone (what `PUT` and `PATCH` change).
+pub fn validate_content(content: &RolloutContent) -> Result<(), ValidationErrors> {
+    let mut problems = Problems::default();
+    compile_content("", 0, content, &mut problems);
+    if problems.0.is_empty() {
+        Ok(())
+    } else {
+        Err(ValidationErrors(problems.0))
+    }
+}
+
+fn compile_content(
+    key: &str,
+    version: u64,
+    content: &RolloutContent,
+    problems: &mut Problems,
+) -> CompiledRollout {
+    if content.description.chars().count() > 1000 {
+        problems.add("description", "longer than 1000 characters");
+    }
+    let percentage = percentage_field("percentage", content.percentage, problems);
+    if !is_valid_salt(&content.salt) {
+        problems.add(
+            "salt",
+            format!(
+                "invalid salt '{}': expected ^[A-Za-z0-9_-]{{1,64}}$",
+                content.salt
+            ),
+        );
+    }
+    if content.epoch == 0 {
+        problems.add("epoch", "must be at least 1");
+    }
+    if !is_valid_cookie_name(&content.sticky.cookie_name) {
+        problems.add(
+            "sticky.cookie_name",
+            format!(
+                "invalid cookie name '{}': expected 1 to 64 token characters",
+                content.sticky.cookie_name
+            ),
+        );
+    }
+    if content.sticky.max_age_seconds == 0 || content.sticky.max_age_seconds > 400 * 24 * 3600 {
+        problems.add(
+            "sticky.max_age_seconds",
+            "must be between 1 and 34560000 (400 days)",
+        );
+    }
+    if content.rules.len() > 1000 {
+        problems.add("rules", "more than 1000 rules");
+    }
+
+    let mut seen_ids = HashSet::new();
+    let mut rules = Vec::with_capacity(content.rules.len());
+    for (i, rule) in content.rules.iter().enumerate() {
+        let at = format!("rules[{i}]");
+        if !is_valid_rule_id(&rule.id) {
+            problems.add(
+                format!("{at}.id"),
+                format!(
+                    "invalid rule id '{}': expected 1 to 64 of A-Z a-z 0-9 _ - .",
+                    rule.id
+                ),
+            );
+        } else if !seen_ids.insert(rule.id.as_str()) {
+            problems.add(
+                format!("{at}.id"),
+                format!("duplicate rule id '{}'", rule.id),
+            );
+        }
+        let conditions = compile_conditions(&format!("{at}.when"), &rule.when, problems);
+        let action = match rule.then {
+            Outcome::Force(flow) => RuleAction::Force(flow),
+            Outcome::Segment { percentage } => RuleAction::Segment(percentage_field(
+                &format!("{at}.then.percentage"),
+                percentage,
+                problems,
+            )),
+        };
+        rules.push(CompiledRule {
+            id: rule.id.as_str().into(),
+            conditions,
+            action,
+        });
+    }
+
+    let needs_location = rules
+        .iter()
+        .any(|r| r.conditions.iter().any(Condition::needs_location));
+    CompiledRollout {
+        key: key.into(),
+        version,
+        enabled: content.enabled,
+        percentage,
+        salt: content.salt.as_str().into(),
+        rules,
+        sticky: content.sticky.enabled.then(|| StickyPolicy {
+            cookie_name: content.sticky.cookie_name.as_str().into(),
+            max_age_seconds: content.sticky.max_age_seconds,
+        }),
+        epoch: content.epoch,
+        legacy_sessions: content.legacy_sessions,
+        needs_location,
+    }
+}
+
+fn percentage_field(field: &str, percent: f64, problems: &mut Problems) -> BasisPoints {
+    BasisPoints::from_percent(percent).unwrap_or_else(|| {
+        problems.add(
+            field,
+            format!("invalid percentage {percent}: expected 0 to 100 with at most two decimals"),
+        );
+        BasisPoints::ZERO
+    })
+}
+
+/// A list condition: must be non-empty; each element is checked by `parse`.
+fn list<T>(
+    at: &str,
+    name: &str,
+    values: &Option<Vec<String>>,
+    problems: &mut Problems,
+    mut parse: impl FnMut(&str) -> Result<T, String>,
+) -> Option<Vec<T>> {
+    let values = values.as_ref()?;
+    if values.is_empty() {
+        problems.add(
+            format!("{at}.{name}"),
+            "must not be empty (leave the condition out instead)",
+        );
+        return None;
+    }
+    if values.len() > 100_000 {
+        problems.add(format!("{at}.{name}"), "more than 100000 entries");
+        return None;
+    }
+    let mut out = Vec::with_capacity(values.len());
+    for (i, value) in values.iter().enumerate() {
+        match parse(value) {
+            Ok(v) => out.push(v),
+            Err(message) => problems.add(format!("{at}.{name}[{i}]"), message),
+        }
+    }
+    Some(out)
+}
+
+fn parse_network(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("invalid CIDR '{text}'"))
+}
+
+fn parse_country(text: &str) -> Result<Code, String> {
+    let ok = text.len() == 2 && text.bytes().all(|c| c.is_ascii_alphabetic());
+    ok.then(|| Code::new(text))
+        .flatten()
+        .ok_or_else(|| format!("invalid country '{text}': expected an ISO 3166-1 alpha-2 code"))
+}
+
+fn parse_continent(text: &str) -> Result<Code, String> {
+    let upper = text.to_ascii_uppercase();
+    if CONTINENTS.contains(&upper.as_str()) {
+        Code::new(&upper).ok_or_else(String::new)
+    } else {
+        Err(format!(
+            "invalid continent '{text}': expected one of {}",
+            CONTINENTS.join(" ")
+        ))
+    }
+}
+
+fn parse_subdivision(text: &str) -> Result<Code, String> {
+    let err = || format!("invalid subdivision '{text}': expected an ISO 3166-2 code like US-CA");
+    let (country, part) = text.split_once('-').ok_or_else(err)?;
+    let country = parse_country(country).map_err(|_| err())?;
+    if part.is_empty() || part.len() > 3 || !part.bytes().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(err());
+    }
+    Code::joined(country, part).ok_or_else(err)
+}
+
+fn parse_platform(text: &str) -> Result<Box<str>, String> {
+    if text.is_empty() || text.len() > 64 {
+        Err(format!("invalid platform '{text}': expected 1 to 64 characters"))
+    } else {
+        Ok(text.to_ascii_lowercase().into())
+    }
+}
+
+fn parse_user_key(text: &str) -> Result<Box<str>, String> {
+    if text.is_empty() || text.len() > 512 {
+        Err("invalid user key: expected 1 to 512 characters".to_string())
+    } else {
+        Ok(text.into())
+    }
+}
+
+fn compile_conditions(at: &str, when: &Conditions, problems: &mut Problems) -> Vec<Condition> {
+    let mut out = Vec::new();
+    if let Some(nets) = list(at, "ip_ranges", &when.ip_ranges, problems, parse_network) {
+        out.push(Condition::IpRanges(IpTable::from_networks(nets)));
+    }
+    if let Some(c) = list(at, "countries", &when.countries, problems, parse_country) {
+        out.push(Condition::Countries(c));
+    }
+    if let Some(c) = list(at, "continents", &when.continents, problems, parse_continent) {
+        out.push(Condition::Continents(c));
+    }
+    if let Some(c) = list(at, "subdivisions", &when.subdivisions, problems, parse_subdivision) {
+        out.push(Condition::Subdivisions(c));
+    }
+    if let Some(p) = list(at, "platforms", &when.platforms, problems, parse_platform) {
+        out.push(Condition::Platforms(p));
+    }
+    if let Some(req) = &when.app_version {
+        match VersionReq::parse(req) {
+            Ok(req) => out.push(Condition::AppVersion(req)),
+            Err(e) => problems.add(
+                format!("{at}.app_version"),
+                format!("invalid semver requirement '{req}': {e}"),
+            ),
+        }
+    }
+    if let Some(keys) = list(at, "user_keys", &when.user_keys, problems, parse_user_key) {
+        out.push(Condition::UserKeys(keys.into_iter().collect()));
+    }
+    if *when == Conditions::default() {
+        problems.add(at, "a rule needs at least one condition");
+    }
+    out
+}

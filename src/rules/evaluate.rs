@@ -1,0 +1,231 @@
+//! The evaluation order of SPEC §3: one pure function from a compiled rollout and a subject to
+//! a `Decision`. It cannot fail, does no I/O and does not allocate. Cookies arrive here already
+//! verified (see `crate::cookies`); this module never sees a signature.
+
+use std::net::IpAddr;
+
+use semver::Version;
+
+use super::bucket::{bucket_of, BasisPoints};
+use super::compile::{CompiledRollout, CompiledRule, Condition, RuleAction};
+use super::location::Location;
+use super::model::Flow;
+
+/// What a valid sticky cookie says about a device: its place in line, and whether it has
+/// already been sent to Stytch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StickyState {
+    pub bucket: u16,
+    pub stytch: bool,
+}
+
+/// The request as evaluation sees it. `user_key` or `device_id` is always present (the
+/// caller rejects requests with neither).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Subject<'a> {
+    pub user_key: Option<&'a str>,
+    pub device_id: Option<&'a str>,
+    pub ip: Option<IpAddr>,
+    pub location: Location,
+    pub platform: Option<&'a str>,
+    pub app_version: Option<&'a str>,
+    /// The flow of a valid override cookie for this rollout and epoch.
+    pub override_flow: Option<Flow>,
+    /// A valid sticky cookie for this rollout and epoch.
+    pub sticky: Option<StickyState>,
+}
+
+impl Subject<'_> {
+    /// The bucketing key: the user key if given, else the device id.
+    pub fn key(&self) -> &str {
+        self.user_key.or(self.device_id).unwrap_or("")
+    }
+}
+
+/// Why a decision came out as it did (the `reason` of the API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    Disabled,
+    OverrideCookie,
+    Rule,
+    Enrolled,
+    StickyCookie,
+    Percentage,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 6] = [
+        Reason::Disabled,
+        Reason::OverrideCookie,
+        Reason::Rule,
+        Reason::Enrolled,
+        Reason::StickyCookie,
+        Reason::Percentage,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Disabled => "disabled",
+            Reason::OverrideCookie => "override_cookie",
+            Reason::Rule => "rule",
+            Reason::Enrolled => "enrolled",
+            Reason::StickyCookie => "sticky_cookie",
+            Reason::Percentage => "percentage",
+        }
+    }
+}
+
+/// The answer for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision<'r> {
+    pub flow: Flow,
+    pub reason: Reason,
+    /// The forcing rule that decided, or the segment rule whose percentage was used.
+    pub rule: Option<&'r str>,
+    /// The device's bucket: the sticky cookie's when valid, else the key's.
+    pub bucket: u16,
+    /// A sticky cookie to (re)issue, when the rollout is sticky and the device needs one.
+    pub issue_sticky: Option<StickyState>,
+}
+
+/// Decides a flow for `subject` under `rollout`, following SPEC §3 step by step.
+/// `is_enrolled` is asked only when the evaluation reaches step 4 and a user key was given.
+pub fn decide<'r>(
+    rollout: &'r CompiledRollout,
+    subject: &Subject<'_>,
+    is_enrolled: impl FnOnce(&str) -> bool,
+) -> Decision<'r> {
+    let bucket = match subject.sticky {
+        Some(state) => state.bucket,
+        None => bucket_of(&rollout.salt, subject.key()),
+    };
+    let settle = |flow, reason, rule| Decision {
+        flow,
+        reason,
+        rule,
+        bucket,
+        issue_sticky: None,
+    };
+
+    // 1. Kill switch.
+    if !rollout.enabled {
+        return settle(Flow::Legacy, Reason::Disabled, None);
+    }
+    // 2. Override cookie.
+    if let Some(flow) = subject.override_flow {
+        return settle(flow, Reason::OverrideCookie, None);
+    }
+    // 3. First matching rule: a forcing rule decides; a segment sets the percentage.
+    let mut percentage = rollout.percentage;
+    let mut segment = None;
+    let mut version = ParsedVersion::NotYet;
+    for rule in &rollout.rules {
+        if matches(rule, subject, &mut version) {
+            match rule.action {
+                RuleAction::Force(flow) => return settle(flow, Reason::Rule, Some(&rule.id)),
+                RuleAction::Segment(share) => {
+                    percentage = share;
+                    segment = Some(&*rule.id);
+                }
+            }
+            break;
+        }
+    }
+    // 4. Enrolled users already signed up through Stytch.
+    if let Some(user_key) = subject.user_key {
+        if is_enrolled(user_key) {
+            return settle(Flow::Stytch, Reason::Enrolled, segment);
+        }
+    }
+    // 5. A device once sent to Stytch stays there.
+    if let Some(StickyState { stytch: true, .. }) = subject.sticky {
+        return settle(Flow::Stytch, Reason::StickyCookie, segment);
+    }
+    // 6. The bucket against the percentage.
+    let flow = if percentage.admits(bucket) {
+        Flow::Stytch
+    } else {
+        Flow::Legacy
+    };
+    let issue_sticky = rollout.sticky.as_ref().and_then(|_| {
+        let first_time_in_stytch = flow == Flow::Stytch;
+        (subject.sticky.is_none() || first_time_in_stytch).then_some(StickyState {
+            bucket,
+            stytch: flow == Flow::Stytch,
+        })
+    });
+    Decision {
+        issue_sticky,
+        ..settle(flow, Reason::Percentage, segment)
+    }
+}
+
+/// The request's app version, parsed at most once per evaluation.
+enum ParsedVersion {
+    NotYet,
+    Parsed(Option<Version>),
+}
+
+impl ParsedVersion {
+    fn get(&mut self, text: Option<&str>) -> Option<&Version> {
+        if let ParsedVersion::NotYet = self {
+            *self = ParsedVersion::Parsed(text.and_then(parse_app_version));
+        }
+        match self {
+            ParsedVersion::Parsed(v) => v.as_ref(),
+            ParsedVersion::NotYet => None,
+        }
+    }
+}
+
+/// Semver, leniently: `5`, `5.1` and a leading `v` are accepted as `5.0.0`, `5.1.0`.
+pub fn parse_app_version(text: &str) -> Option<Version> {
+    let text = text.trim();
+    let text = text.strip_prefix(['v', 'V']).unwrap_or(text);
+    if let Ok(v) = Version::parse(text) {
+        return Some(v);
+    }
+    let mut parts = text.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = match parts.next() {
+        Some(p) => p.parse().ok()?,
+        None => 0,
+    };
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(Version::new(major, minor, 0))
+}
+
+fn matches(rule: &CompiledRule, subject: &Subject<'_>, version: &mut ParsedVersion) -> bool {
+    rule.conditions.iter().all(|condition| match condition {
+        Condition::IpRanges(table) => subject.ip.is_some_and(|ip| table.contains(ip)),
+        Condition::Countries(codes) => subject
+            .location
+            .country
+            .is_some_and(|c| codes.contains(&c)),
+        Condition::Continents(codes) => subject
+            .location
+            .continent
+            .is_some_and(|c| codes.contains(&c)),
+        Condition::Subdivisions(codes) => {
+            subject.location.subdivisions().any(|s| codes.contains(&s))
+        }
+        Condition::Platforms(names) => subject
+            .platform
+            .is_some_and(|p| names.iter().any(|n| n.eq_ignore_ascii_case(p))),
+        Condition::AppVersion(req) => version
+            .get(subject.app_version)
+            .is_some_and(|v| req.matches(v)),
+        Condition::UserKeys(keys) => subject.user_key.is_some_and(|k| keys.contains(k)),
+    })
+}
+
+/// The share a rollout sends to Stytch before rules: exposed for metrics.
+pub fn base_share(rollout: &CompiledRollout) -> BasisPoints {
+    if rollout.enabled {
+        rollout.percentage
+    } else {
+        BasisPoints::ZERO
+    }
+}

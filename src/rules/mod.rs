@@ -1,0 +1,14 @@
+//! The pure core: the rollout model, its validation and compilation, the bucketing formula and
+//! the evaluation order. Nothing in here does I/O, awaits, or knows about HTTP or storage.
+
+pub mod bucket;
+pub mod compile;
+pub mod evaluate;
+pub mod location;
+pub mod model;
+
+pub use bucket::{bucket_of, BasisPoints};
+pub use compile::{compile, CompiledRollout, FieldError, ValidationErrors};
+pub use evaluate::{decide, Decision, Reason, StickyState, Subject};
+pub use location::{Code, Location};
+pub use model::{Flow, LegacySessions, Rollout, RolloutContent, RolloutDraft, Rule};
