@@ -1,0 +1,577 @@
+//! The admin use cases: create, replace, patch, delete and roll back rollouts, mint override
+//! cookies, and record enrollments.
+//!
+//! Every write is checked and compiled first, then committed to the store as one
+//! compare-and-set (history and audit included), and only then installed in the in-memory
+//! catalog. This module holds the write logic once for every backend; it must not know about
+//! HTTP (no status codes, no headers).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use rand::distr::Alphanumeric;
+use rand::Rng;
+use serde_json::Value;
+
+use crate::catalog::Catalog;
+use crate::cookies::CookieSigner;
+use crate::metrics::Metrics;
+use crate::rules::compile::{is_valid_key, validate_content};
+use crate::rules::model::Sticky;
+use crate::rules::{Flow, Rollout, RolloutContent, RolloutDraft, ValidationErrors};
+use crate::store::{
+    Action, Change, ChangeRecord, EnrollmentPage, FieldChange, HistoryEntry, RolloutStore,
+    StoreError,
+};
+
+/// The rollout that a fresh installation starts with.
+pub const DEFAULT_ROLLOUT: &str = "stytch-login";
+/// The actor named in history for changes Switchyard makes itself.
+pub const SYSTEM_ACTOR: &str = "switchyard";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0}")]
+    Invalid(#[from] ValidationErrors),
+    #[error("rollout '{0}' does not exist")]
+    NotFound(String),
+    #[error("rollout '{0}' already exists")]
+    AlreadyExists(String),
+    #[error("rollout '{key}' is at version {current}; If-Match asked for {expected}")]
+    VersionMismatch {
+        key: String,
+        expected: String,
+        current: u64,
+    },
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// `If-Match` as the admin layer sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    /// No `If-Match`: last writer wins.
+    None,
+    /// `If-Match: *`: the rollout must exist.
+    Any,
+    /// `If-Match: "7"`: the rollout must be at one of these versions.
+    Versions(Vec<u64>),
+    /// An `If-Match` that names no version of ours; never matches.
+    Unmatchable(String),
+}
+
+impl Precondition {
+    fn check(&self, key: &str, current: u64) -> Result<(), AdminError> {
+        let ok = match self {
+            Precondition::None | Precondition::Any => true,
+            Precondition::Versions(vs) => vs.contains(&current),
+            Precondition::Unmatchable(_) => false,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(AdminError::VersionMismatch {
+                key: key.to_string(),
+                expected: match self {
+                    Precondition::Versions(vs) => vs
+                        .iter()
+                        .map(|v| format!("\"{v}\""))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    Precondition::Unmatchable(raw) => raw.clone(),
+                    _ => String::new(),
+                },
+                current,
+            })
+        }
+    }
+}
+
+/// An override cookie minted for a tester.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverrideCookie {
+    pub value: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+pub struct Admin {
+    store: Arc<dyn RolloutStore>,
+    catalog: Arc<Catalog>,
+    signer: CookieSigner,
+    metrics: Arc<Metrics>,
+    /// One admin write at a time on this replica; the store's compare-and-set covers others.
+    writer: tokio::sync::Mutex<()>,
+}
+
+fn random_salt() -> String {
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(12)
+        .map(char::from)
+        .collect()
+}
+
+fn field_error(field: &str, message: impl Into<String>) -> AdminError {
+    AdminError::Invalid(ValidationErrors::single(field, message))
+}
+
+/// The top-level fields that differ between two contents.
+pub fn diff(before: Option<&RolloutContent>, after: Option<&RolloutContent>) -> Vec<FieldChange> {
+    let as_map = |c: Option<&RolloutContent>| match c.map(serde_json::to_value) {
+        Some(Ok(Value::Object(m))) => m,
+        _ => serde_json::Map::new(),
+    };
+    let (before, after) = (as_map(before), as_map(after));
+    let mut fields: Vec<&String> = before.keys().chain(after.keys()).collect();
+    fields.sort();
+    fields.dedup();
+    fields
+        .into_iter()
+        .filter_map(|field| {
+            let from = before.get(field).cloned().unwrap_or(Value::Null);
+            let to = after.get(field).cloned().unwrap_or(Value::Null);
+            (from != to).then(|| FieldChange {
+                field: field.clone(),
+                from,
+                to,
+            })
+        })
+        .collect()
+}
+
+/// RFC 7396 JSON merge patch.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(changes) => {
+            if !target.is_object() {
+                *target = Value::Object(serde_json::Map::new());
+            }
+            if let Value::Object(map) = target {
+                for (k, v) in changes {
+                    if v.is_null() {
+                        map.remove(k);
+                    } else {
+                        merge_patch(map.entry(k.clone()).or_insert(Value::Null), v);
+                    }
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+impl Admin {
+    pub fn new(
+        store: Arc<dyn RolloutStore>,
+        catalog: Arc<Catalog>,
+        signer: CookieSigner,
+        metrics: Arc<Metrics>,
+    ) -> Admin {
+        Admin {
+            store,
+            catalog,
+            signer,
+            metrics,
+            writer: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Maps a store error, counting the ones that mean the store could not be reached.
+    fn store_error(&self, op: &str, e: StoreError) -> AdminError {
+        match e {
+            StoreError::AlreadyExists(k) => AdminError::AlreadyExists(k),
+            StoreError::NotFound(k) => AdminError::NotFound(k),
+            StoreError::VersionMismatch {
+                key,
+                expected,
+                current,
+            } => AdminError::VersionMismatch {
+                key,
+                expected: format!("\"{expected}\""),
+                current,
+            },
+            other => {
+                self.metrics.store_reached(op, false);
+                tracing::error!(op, error = %other, "store operation failed");
+                AdminError::Unavailable(other.to_string())
+            }
+        }
+    }
+
+    fn reached(&self, op: &str) {
+        self.metrics.store_reached(op, true);
+    }
+
+    pub fn list(&self) -> Vec<Rollout> {
+        self.catalog
+            .all()
+            .into_iter()
+            .map(|l| l.rollout.clone())
+            .collect()
+    }
+
+    pub fn get(&self, key: &str) -> Result<Rollout, AdminError> {
+        self.catalog
+            .get(key)
+            .map(|l| l.rollout.clone())
+            .ok_or_else(|| AdminError::NotFound(key.to_string()))
+    }
+
+    /// A cookie name must not be shared with another rollout, or the two would fight over it.
+    fn check_cookie_name(&self, key: &str, content: &RolloutContent) -> Result<(), AdminError> {
+        if !content.sticky.enabled {
+            return Ok(());
+        }
+        let name = &content.sticky.cookie_name;
+        if name == crate::decider::OVERRIDE_COOKIE {
+            return Err(field_error(
+                "sticky.cookie_name",
+                format!("'{name}' is the override cookie's name"),
+            ));
+        }
+        for other in self.catalog.all() {
+            let c = &other.rollout.content.sticky;
+            if other.rollout.key != key && c.enabled && &c.cookie_name == name {
+                return Err(field_error(
+                    "sticky.cookie_name",
+                    format!(
+                        "cookie '{name}' is already used by rollout '{}'; choose another name",
+                        other.rollout.key
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn commit(
+        &self,
+        op: &str,
+        key: &str,
+        expected_version: Option<u64>,
+        content: Option<RolloutContent>,
+        previous: Option<&RolloutContent>,
+        action: Action,
+        restored_version: Option<u64>,
+        actor: &str,
+    ) -> Result<Option<Rollout>, AdminError> {
+        let version = expected_version.map_or(1, |v| v + 1);
+        let at = Utc::now();
+        let record = ChangeRecord {
+            rollout: key.to_string(),
+            version,
+            action,
+            actor: actor.to_string(),
+            at,
+            changes: diff(previous, content.as_ref()),
+            restored_version,
+        };
+        let next = content.map(|content| Rollout {
+            key: key.to_string(),
+            content,
+            version,
+            updated_at: at,
+            updated_by: actor.to_string(),
+        });
+        let change = Change {
+            key: key.to_string(),
+            expected_version,
+            next: next.clone(),
+            record,
+        };
+        self.store
+            .commit(change)
+            .await
+            .map_err(|e| self.store_error(op, e))?;
+        self.reached(op);
+        match &next {
+            Some(rollout) => {
+                self.catalog.install(rollout.clone())?;
+            }
+            None => {
+                self.catalog.remove(key);
+            }
+        }
+        tracing::info!(
+            rollout = key,
+            version,
+            actor,
+            action = ?action,
+            "rollout changed"
+        );
+        Ok(next)
+    }
+
+    pub async fn create(&self, draft: RolloutDraft, actor: &str) -> Result<Rollout, AdminError> {
+        let key = draft
+            .key
+            .clone()
+            .ok_or_else(|| field_error("key", "required"))?;
+        if !is_valid_key(&key) {
+            return Err(field_error(
+                "key",
+                format!("invalid key '{key}': expected ^[a-z0-9][a-z0-9_-]{{0,63}}$"),
+            ));
+        }
+        let content = draft.into_content(None, random_salt);
+        validate_content(&content)?;
+        let _writer = self.writer.lock().await;
+        if self.catalog.get(&key).is_some() {
+            return Err(AdminError::AlreadyExists(key));
+        }
+        self.check_cookie_name(&key, &content)?;
+        let created = self
+            .commit("create", &key, None, Some(content), None, Action::Created, None, actor)
+            .await?;
+        Ok(created.expect("a create yields a rollout"))
+    }
+
+    /// Replaces the editable content (PUT). Unchanged content makes no new version.
+    pub async fn replace(
+        &self,
+        key: &str,
+        draft: RolloutDraft,
+        precondition: &Precondition,
+        actor: &str,
+    ) -> Result<Rollout, AdminError> {
+        if let Some(body_key) = &draft.key {
+            if body_key != key {
+                return Err(field_error(
+                    "key",
+                    format!("is immutable: the path names '{key}', the body '{body_key}'"),
+                ));
+            }
+        }
+        let _writer = self.writer.lock().await;
+        let current = self.get(key)?;
+        precondition.check(key, current.version)?;
+        let content = draft.into_content(Some(&current.content), random_salt);
+        self.update(key, current, content, Action::Updated, None, actor)
+            .await
+    }
+
+    /// Applies a JSON merge patch (PATCH) to the current rollout.
+    pub async fn patch(
+        &self,
+        key: &str,
+        patch: &Value,
+        precondition: &Precondition,
+        actor: &str,
+    ) -> Result<Rollout, AdminError> {
+        if !patch.is_object() {
+            return Err(field_error("body", "a merge patch must be a JSON object"));
+        }
+        let _writer = self.writer.lock().await;
+        let current = self.get(key)?;
+        precondition.check(key, current.version)?;
+        let mut doc = serde_json::to_value(&current).map_err(|e| field_error("body", e.to_string()))?;
+        merge_patch(&mut doc, patch);
+        let draft: RolloutDraft = serde_path_to_error::deserialize(doc).map_err(|e| {
+            let path = e.path().to_string();
+            field_error(if path == "." { "body" } else { &path }, e.into_inner().to_string())
+        })?;
+        if draft.key.as_deref() != Some(key) {
+            return Err(field_error("key", "is immutable"));
+        }
+        let content = draft.into_content(Some(&current.content), random_salt);
+        self.update(key, current, content, Action::Updated, None, actor)
+            .await
+    }
+
+    async fn update(
+        &self,
+        key: &str,
+        current: Rollout,
+        content: RolloutContent,
+        action: Action,
+        restored_version: Option<u64>,
+        actor: &str,
+    ) -> Result<Rollout, AdminError> {
+        validate_content(&content)?;
+        self.check_cookie_name(key, &content)?;
+        if content == current.content {
+            return Ok(current);
+        }
+        let updated = self
+            .commit(
+                "update",
+                key,
+                Some(current.version),
+                Some(content),
+                Some(&current.content),
+                action,
+                restored_version,
+                actor,
+            )
+            .await?;
+        Ok(updated.expect("an update yields a rollout"))
+    }
+
+    pub async fn delete(
+        &self,
+        key: &str,
+        precondition: &Precondition,
+        actor: &str,
+    ) -> Result<(), AdminError> {
+        let _writer = self.writer.lock().await;
+        let current = self.get(key)?;
+        precondition.check(key, current.version)?;
+        self.commit(
+            "delete",
+            key,
+            Some(current.version),
+            None,
+            Some(&current.content),
+            Action::Deleted,
+            None,
+            actor,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// A new version whose content is `version`'s.
+    pub async fn rollback(
+        &self,
+        key: &str,
+        version: u64,
+        precondition: &Precondition,
+        actor: &str,
+    ) -> Result<Rollout, AdminError> {
+        let _writer = self.writer.lock().await;
+        let current = self.get(key)?;
+        precondition.check(key, current.version)?;
+        let history = self.history(key).await?;
+        let target = history
+            .into_iter()
+            .find(|h| h.rollout.version == version)
+            .ok_or_else(|| {
+                field_error(
+                    "version",
+                    format!("rollout '{key}' has no version {version}"),
+                )
+            })?;
+        let content = target.rollout.content;
+        if content == current.content {
+            return Ok(current);
+        }
+        self.update(key, current, content, Action::RolledBack, Some(version), actor)
+            .await
+    }
+
+    pub async fn history(&self, key: &str) -> Result<Vec<HistoryEntry>, AdminError> {
+        let h = self
+            .store
+            .history(key)
+            .await
+            .map_err(|e| self.store_error("history", e))?;
+        self.reached("history");
+        Ok(h)
+    }
+
+    pub async fn audit(&self, limit: usize) -> Result<Vec<ChangeRecord>, AdminError> {
+        let a = self
+            .store
+            .audit(limit)
+            .await
+            .map_err(|e| self.store_error("audit", e))?;
+        self.reached("audit");
+        Ok(a)
+    }
+
+    pub fn override_cookie(
+        &self,
+        key: &str,
+        flow: Flow,
+        ttl_seconds: u64,
+    ) -> Result<OverrideCookie, AdminError> {
+        const MAX_TTL: u64 = 30 * 24 * 3600;
+        if ttl_seconds == 0 || ttl_seconds > MAX_TTL {
+            return Err(field_error(
+                "ttl_seconds",
+                format!("must be between 1 and {MAX_TTL} (30 days)"),
+            ));
+        }
+        let live = self
+            .catalog
+            .get(key)
+            .ok_or_else(|| AdminError::NotFound(key.to_string()))?;
+        let expires_at = Utc::now() + chrono::Duration::seconds(ttl_seconds as i64);
+        let value = self.signer.sign_override(
+            key,
+            live.compiled.epoch,
+            flow,
+            expires_at.timestamp(),
+        );
+        Ok(OverrideCookie { value, expires_at })
+    }
+
+    fn check_user_key(user_key: &str) -> Result<(), AdminError> {
+        if user_key.is_empty() || user_key.len() > 512 {
+            Err(field_error("user_key", "must be 1 to 512 bytes"))
+        } else {
+            Ok(())
+        }
+    }
+
+    pub async fn enroll(&self, key: &str, user_key: &str) -> Result<bool, AdminError> {
+        Self::check_user_key(user_key)?;
+        if self.catalog.get(key).is_none() {
+            return Err(AdminError::NotFound(key.to_string()));
+        }
+        let added = self
+            .store
+            .enroll(key, user_key)
+            .await
+            .map_err(|e| self.store_error("enroll", e))?;
+        self.reached("enroll");
+        self.catalog.enroll(key, user_key);
+        Ok(added)
+    }
+
+    pub async fn unenroll(&self, key: &str, user_key: &str) -> Result<bool, AdminError> {
+        Self::check_user_key(user_key)?;
+        if self.catalog.get(key).is_none() {
+            return Err(AdminError::NotFound(key.to_string()));
+        }
+        let removed = self
+            .store
+            .unenroll(key, user_key)
+            .await
+            .map_err(|e| self.store_error("unenroll", e))?;
+        self.reached("unenroll");
+        self.catalog.unenroll(key, user_key);
+        Ok(removed)
+    }
+
+    pub async fn enrollments(
+        &self,
+        key: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<EnrollmentPage, AdminError> {
+        let page = self
+            .store
+            .enrollments(key, cursor, limit)
+            .await
+            .map_err(|e| self.store_error("enrollments", e))?;
+        self.reached("enrollments");
+        Ok(page)
+    }
+
+    /// A fresh installation gets `stytch-login` at 0 %, so there is something to ramp.
+    pub async fn ensure_default_rollout(&self) -> Result<Option<Rollout>, AdminError> {
+        if !self.catalog.is_empty() {
+            return Ok(None);
+        }
+        let draft = RolloutDraft {
+            key: Some(DEFAULT_ROLLOUT.to_string()),
+            description: Some("Move login to Stytch".to_string()),
+            enabled: Some(true),
+            percentage: Some(0.0),
+            sticky: Some(Sticky::default()),
+            ..RolloutDraft::default()
+        };
+        self.create(draft, SYSTEM_ACTOR).await.map(Some)
+    }
+}

@@ -1,0 +1,173 @@
+//! The in-memory catalog that decisions are answered from: every rollout's current version,
+//! compiled, and every rollout's enrollments.
+//!
+//! Readers take a lock-free snapshot (`arc_swap`) and a lock-free set (`papaya`): a decision
+//! never waits for a writer or the store. Writers install whole compiled versions; a version
+//! older than the one installed is ignored, so late or repeated updates cannot go backwards.
+//! This module must not talk to the store or know about HTTP.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use xxhash_rust::xxh3::xxh3_128;
+
+use crate::metrics::{Metrics, RolloutCounters};
+use crate::rules::{compile, CompiledRollout, Rollout, ValidationErrors};
+
+/// One rollout as deciders see it: the stored form (for the admin API), the compiled form
+/// (for evaluation) and its pre-resolved counters.
+pub struct LiveRollout {
+    pub rollout: Rollout,
+    pub compiled: CompiledRollout,
+    pub counters: RolloutCounters,
+    pub enrollments: Arc<EnrollmentSet>,
+}
+
+/// The users of one rollout who signed up through Stytch. Kept as 128-bit hashes of the user
+/// keys (the store keeps the keys themselves), so membership is one lock-free lookup and a
+/// million enrollments take tens of megabytes.
+#[derive(Default)]
+pub struct EnrollmentSet {
+    hashes: papaya::HashSet<u128>,
+}
+
+impl EnrollmentSet {
+    fn hash(user_key: &str) -> u128 {
+        xxh3_128(user_key.as_bytes())
+    }
+
+    pub fn contains(&self, user_key: &str) -> bool {
+        self.hashes.pin().contains(&Self::hash(user_key))
+    }
+
+    pub fn insert(&self, user_key: &str) -> bool {
+        self.hashes.pin().insert(Self::hash(user_key))
+    }
+
+    pub fn remove(&self, user_key: &str) -> bool {
+        self.hashes.pin().remove(&Self::hash(user_key))
+    }
+
+    pub fn len(&self) -> usize {
+        self.hashes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+type Snapshot = HashMap<Box<str>, Arc<LiveRollout>>;
+
+pub struct Catalog {
+    rollouts: ArcSwap<Snapshot>,
+    /// Enrollment sets outlive rollout versions: they are keyed by rollout key alone.
+    enrollments: Mutex<HashMap<Box<str>, Arc<EnrollmentSet>>>,
+    /// Serialises writers (installs are rare); readers never take it.
+    writer: Mutex<()>,
+    metrics: Arc<Metrics>,
+}
+
+impl Catalog {
+    pub fn new(metrics: Arc<Metrics>) -> Catalog {
+        Catalog {
+            rollouts: ArcSwap::from_pointee(HashMap::new()),
+            enrollments: Mutex::new(HashMap::new()),
+            writer: Mutex::new(()),
+            metrics,
+        }
+    }
+
+    /// The current version of a rollout.
+    pub fn get(&self, key: &str) -> Option<Arc<LiveRollout>> {
+        self.rollouts.load().get(key).cloned()
+    }
+
+    /// Every rollout, sorted by key.
+    pub fn all(&self) -> Vec<Arc<LiveRollout>> {
+        let mut all: Vec<_> = self.rollouts.load().values().cloned().collect();
+        all.sort_by(|a, b| a.rollout.key.cmp(&b.rollout.key));
+        all
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rollouts.load().is_empty()
+    }
+
+    fn enrollment_set(&self, key: &str) -> Arc<EnrollmentSet> {
+        let mut sets = self.enrollments.lock().unwrap_or_else(|e| e.into_inner());
+        sets.entry(key.into()).or_default().clone()
+    }
+
+    /// Compiles and installs a rollout version unless a newer one is installed already.
+    /// Returns whether it was installed.
+    pub fn install(&self, rollout: Rollout) -> Result<bool, ValidationErrors> {
+        let compiled = compile(&rollout)?;
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.rollouts.load();
+        if let Some(existing) = current.get(rollout.key.as_str()) {
+            if existing.rollout.version >= rollout.version {
+                return Ok(false);
+            }
+        }
+        let key = rollout.key.clone();
+        let live = Arc::new(LiveRollout {
+            counters: self.metrics.rollout_counters(&key),
+            enrollments: self.enrollment_set(&key),
+            compiled,
+            rollout,
+        });
+        self.metrics.describe_rollout(
+            &key,
+            live.rollout.content.percentage,
+            live.rollout.content.enabled,
+            live.rollout.version,
+        );
+        self.metrics
+            .enrollments
+            .with_label_values(&[&key])
+            .set(live.enrollments.len() as i64);
+        let mut next: Snapshot = (**current).clone();
+        next.insert(key.into(), live);
+        self.rollouts.store(Arc::new(next));
+        Ok(true)
+    }
+
+    /// Removes a rollout and its enrollments.
+    pub fn remove(&self, key: &str) -> bool {
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.rollouts.load();
+        if !current.contains_key(key) {
+            return false;
+        }
+        let mut next: Snapshot = (**current).clone();
+        next.remove(key);
+        self.rollouts.store(Arc::new(next));
+        self.enrollments
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+        self.metrics.forget_rollout(key);
+        true
+    }
+
+    /// Records an enrollment in memory (after the store has it).
+    pub fn enroll(&self, key: &str, user_key: &str) {
+        let set = self.enrollment_set(key);
+        set.insert(user_key);
+        self.metrics
+            .enrollments
+            .with_label_values(&[key])
+            .set(set.len() as i64);
+    }
+
+    pub fn unenroll(&self, key: &str, user_key: &str) {
+        let set = self.enrollment_set(key);
+        set.remove(user_key);
+        self.metrics
+            .enrollments
+            .with_label_values(&[key])
+            .set(set.len() as i64);
+    }
+}

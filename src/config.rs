@@ -1,0 +1,349 @@
+//! Typed settings, layered per SPEC §7: built-in defaults, `config/default.toml`,
+//! `config/<env>.toml`, the file of `--config`/`SWITCHYARD_CONFIG`, then `SWITCHYARD__SECTION__KEY`
+//! variables; a `.env-<env>` file in the working directory is read into the environment first.
+//!
+//! This module only reads and checks settings; it must not open sockets, files other than the
+//! configuration, or stores. Secrets are `SecretString`s: no `Debug` or log line shows them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// `SWITCHYARD_ENV`: which deployment this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    #[default]
+    Test,
+    Live,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Test => "test",
+            Environment::Live => "live",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Environment, ConfigError> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "" | "test" => Ok(Environment::Test),
+            "live" => Ok(Environment::Live),
+            other => Err(ConfigError::Invalid(format!(
+                "SWITCHYARD_ENV must be 'test' or 'live', not '{other}'"
+            ))),
+        }
+    }
+}
+
+/// What an API token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Decide,
+    Enroll,
+    Report,
+    Read,
+    Admin,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 5] = [
+        Scope::Decide,
+        Scope::Enroll,
+        Scope::Report,
+        Scope::Read,
+        Scope::Admin,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Decide => "decide",
+            Scope::Enroll => "enroll",
+            Scope::Report => "report",
+            Scope::Read => "read",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default)]
+    pub server: ServerSettings,
+    #[serde(default)]
+    pub store: StoreSettings,
+    #[serde(default)]
+    pub geoip: GeoipSettings,
+    #[serde(default)]
+    pub cookies: CookieSettings,
+    #[serde(default)]
+    pub tokens: Vec<TokenSettings>,
+    #[serde(default)]
+    pub metrics: MetricsSettings,
+    #[serde(default)]
+    pub log: LogSettings,
+    #[serde(default)]
+    pub stytch: StytchSettings,
+    #[serde(default)]
+    pub legacy: LegacySettings,
+    /// Set from `SWITCHYARD_ENV`, not from files.
+    #[serde(skip)]
+    pub environment: Environment,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    pub bind: String,
+    pub max_body_bytes: usize,
+    /// HTTP worker threads; unset: one per core.
+    pub workers: Option<usize>,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            bind: "127.0.0.1:8080".into(),
+            max_body_bytes: 65536,
+            workers: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Embedded,
+    Redis,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    pub backend: Backend,
+    pub path: PathBuf,
+    pub url: SecretString,
+    pub prefix: String,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            backend: Backend::Embedded,
+            path: PathBuf::from("data/switchyard.json"),
+            url: SecretString::from("redis://127.0.0.1:6379"),
+            prefix: "switchyard".into(),
+        }
+    }
+}
+
+impl StoreSettings {
+    /// The folder that holds the store file and the generated secrets.
+    pub fn data_dir(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GeoipSettings {
+    /// A MaxMind-format `.mmdb`; unset: geo conditions never hold.
+    pub database: Option<PathBuf>,
+    /// How often the file is checked for replacement.
+    pub reload_interval_seconds: u64,
+}
+
+impl Default for GeoipSettings {
+    fn default() -> Self {
+        GeoipSettings {
+            database: None,
+            reload_interval_seconds: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CookieSettings {
+    /// HMAC key; unset outside `live`: generated once and kept in the data folder.
+    pub secret: Option<SecretString>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSettings {
+    pub name: String,
+    pub token: SecretString,
+    pub scopes: Vec<Scope>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// Require a token with the `read` scope on `/metrics`.
+    pub require_token: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `switchyard=debug`; `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// The Stytch project whose sessions count as ours (SPEC §8).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StytchSettings {
+    pub project_id: Option<String>,
+    /// Extra JWT issuers (custom domains).
+    pub issuers: Vec<String>,
+    pub public_token: Option<SecretString>,
+    pub secret: Option<SecretString>,
+}
+
+/// How legacy sessions look (SPEC §8).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LegacySettings {
+    pub issuers: Vec<String>,
+    /// Whether a token that is not a JWT is a legacy session.
+    pub opaque_tokens: bool,
+}
+
+impl Default for LegacySettings {
+    fn default() -> Self {
+        LegacySettings {
+            issuers: Vec::new(),
+            opaque_tokens: true,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("cannot read {path}: {message}")]
+    EnvFile { path: PathBuf, message: String },
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Loads the layered configuration from the process environment and working directory.
+    pub fn load(explicit_file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let environment = Environment::parse(&std::env::var("SWITCHYARD_ENV").unwrap_or_default())?;
+        let env_file = PathBuf::from(format!(".env-{}", environment.as_str()));
+        if env_file.exists() {
+            dotenvy::from_path(&env_file).map_err(|e| ConfigError::EnvFile {
+                path: env_file.clone(),
+                message: e.to_string(),
+            })?;
+        }
+        let explicit = explicit_file
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("SWITCHYARD_CONFIG").map(PathBuf::from));
+        if let Some(file) = &explicit {
+            if !file.exists() {
+                return Err(ConfigError::MissingFile(file.clone()));
+            }
+        }
+        let mut builder = config::Config::builder()
+            .add_source(config::File::with_name("config/default").required(false))
+            .add_source(
+                config::File::with_name(&format!("config/{}", environment.as_str()))
+                    .required(false),
+            );
+        if let Some(file) = &explicit {
+            builder = builder.add_source(config::File::from(file.as_path()).required(true));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("SWITCHYARD")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        );
+        let mut settings: Settings = builder.build()?.try_deserialize()?;
+        settings.environment = environment;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// Checks that hold in every environment.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        self.server
+            .bind
+            .parse::<SocketAddr>()
+            .map_err(|e| ConfigError::Invalid(format!("server.bind '{}': {e}", self.server.bind)))?;
+        if self.server.max_body_bytes < 256 {
+            return Err(ConfigError::Invalid(
+                "server.max_body_bytes must be at least 256".into(),
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, t) in self.tokens.iter().enumerate() {
+            if t.name.trim().is_empty() {
+                return Err(ConfigError::Invalid(format!("tokens[{i}].name is empty")));
+            }
+            if !names.insert(t.name.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "tokens[{i}].name '{}' is used twice",
+                    t.name
+                )));
+            }
+            if t.token.expose_secret().len() < 16 {
+                return Err(ConfigError::Invalid(format!(
+                    "tokens[{i}] ('{}'): the token must be at least 16 characters",
+                    t.name
+                )));
+            }
+            if t.scopes.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "tokens[{i}] ('{}') has no scopes",
+                    t.name
+                )));
+            }
+        }
+        if let Some(secret) = &self.cookies.secret {
+            if secret.expose_secret().len() < 32 {
+                return Err(ConfigError::Invalid(
+                    "cookies.secret must be at least 32 bytes".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn has_admin_token(&self) -> bool {
+        self.tokens.iter().any(|t| t.scopes.contains(&Scope::Admin))
+    }
+}

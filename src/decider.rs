@@ -1,0 +1,201 @@
+//! The decide use case: find the rollout in memory, locate the request, check its cookies,
+//! evaluate, and say which cookie to set and what to do with the session.
+//!
+//! Everything here runs from memory: it must never await, touch the store or take a lock a
+//! writer holds. Cookie values, tokens and user keys are never logged.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::catalog::{Catalog, LiveRollout};
+use crate::cookies::CookieSigner;
+use crate::geo::{locate, GeoIp};
+use crate::metrics::Metrics;
+use crate::rules::{self, Flow, Reason, Subject};
+use crate::sessions::{action_for, Classifier, SessionAction, SessionSource};
+
+/// The name of the override cookie minted for testers.
+pub const OVERRIDE_COOKIE: &str = "sy_override";
+
+/// The cookies a request carries, by name.
+pub trait CookieJar {
+    fn cookie(&self, name: &str) -> Option<&str>;
+}
+
+impl<T: CookieJar + ?Sized> CookieJar for &T {
+    fn cookie(&self, name: &str) -> Option<&str> {
+        (**self).cookie(name)
+    }
+}
+
+impl CookieJar for () {
+    fn cookie(&self, _: &str) -> Option<&str> {
+        None
+    }
+}
+
+impl<K: std::borrow::Borrow<str> + std::hash::Hash + Eq, V: AsRef<str>> CookieJar
+    for std::collections::HashMap<K, V>
+{
+    fn cookie(&self, name: &str) -> Option<&str> {
+        self.get(name).map(AsRef::as_ref)
+    }
+}
+
+/// One decide request, borrowed from the wire.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DecideInput<'a, J> {
+    pub rollout: &'a str,
+    pub user_key: Option<&'a str>,
+    pub device_id: Option<&'a str>,
+    pub ip: Option<IpAddr>,
+    /// The caller's own idea of the country (wins over GeoIP).
+    pub country: Option<&'a str>,
+    pub platform: Option<&'a str>,
+    pub app_version: Option<&'a str>,
+    pub session_token: Option<&'a str>,
+    pub cookies: J,
+}
+
+/// A cookie the middleware should set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetCookie {
+    pub value: String,
+    pub max_age_seconds: u64,
+}
+
+/// The answer, holding the rollout version it was made with.
+pub struct Decided {
+    pub live: Arc<LiveRollout>,
+    pub flow: Flow,
+    pub reason: Reason,
+    pub rule: Option<Box<str>>,
+    pub bucket: u16,
+    pub set_cookie: Option<SetCookie>,
+    pub session_source: SessionSource,
+    pub session_action: SessionAction,
+}
+
+impl Decided {
+    /// The sticky cookie's name (the one `set_cookie` is for).
+    pub fn cookie_name(&self) -> &str {
+        self.live
+            .compiled
+            .sticky
+            .as_ref()
+            .map_or("", |s| &s.cookie_name)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecideError {
+    #[error("rollout '{0}' does not exist")]
+    UnknownRollout(String),
+    #[error("give user_key or device_id")]
+    MissingKey,
+}
+
+pub struct Decider {
+    catalog: Arc<Catalog>,
+    geo: Arc<GeoIp>,
+    signer: CookieSigner,
+    classifier: Classifier,
+    metrics: Arc<Metrics>,
+}
+
+impl Decider {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        geo: Arc<GeoIp>,
+        signer: CookieSigner,
+        classifier: Classifier,
+        metrics: Arc<Metrics>,
+    ) -> Decider {
+        Decider {
+            catalog,
+            geo,
+            signer,
+            classifier,
+            metrics,
+        }
+    }
+
+    pub fn decide<J: CookieJar>(&self, input: &DecideInput<'_, J>) -> Result<Decided, DecideError> {
+        let started = Instant::now();
+        let user_key = input.user_key.filter(|k| !k.is_empty());
+        let device_id = input.device_id.filter(|k| !k.is_empty());
+        if user_key.is_none() && device_id.is_none() {
+            return Err(DecideError::MissingKey);
+        }
+        let live = self
+            .catalog
+            .get(input.rollout)
+            .ok_or_else(|| DecideError::UnknownRollout(input.rollout.to_string()))?;
+        let rollout = &live.compiled;
+
+        let location = if rollout.needs_location {
+            locate(&self.geo, input.ip, input.country)
+        } else {
+            rules::Location::UNKNOWN
+        };
+        let override_flow = input.cookies.cookie(OVERRIDE_COOKIE).and_then(|value| {
+            let now = unix_now();
+            self.signer
+                .verify_override(value, &rollout.key, rollout.epoch, now)
+                .map_err(|why| live.counters.rejected(why).inc())
+                .ok()
+        });
+        let sticky = rollout.sticky.as_ref().and_then(|policy| {
+            let value = input.cookies.cookie(&policy.cookie_name)?;
+            self.signer
+                .verify_sticky(value, &rollout.key, rollout.epoch)
+                .map_err(|why| live.counters.rejected(why).inc())
+                .ok()
+        });
+        let subject = Subject {
+            user_key,
+            device_id,
+            ip: input.ip,
+            location,
+            platform: input.platform,
+            app_version: input.app_version,
+            override_flow,
+            sticky,
+        };
+        let decision = rules::decide(rollout, &subject, |user| live.enrollments.contains(user));
+        let set_cookie = decision.issue_sticky.zip(rollout.sticky.as_ref()).map(
+            |(state, policy)| SetCookie {
+                value: self.signer.sign_sticky(&rollout.key, rollout.epoch, state),
+                max_age_seconds: policy.max_age_seconds,
+            },
+        );
+        let session_source = self.classifier.classify(input.session_token);
+        let session_action = action_for(decision.flow, session_source, rollout.legacy_sessions);
+
+        live.counters.decision(decision.flow, decision.reason).inc();
+        self.metrics
+            .decision_duration
+            .observe(started.elapsed().as_secs_f64());
+        Ok(Decided {
+            flow: decision.flow,
+            reason: decision.reason,
+            rule: decision.rule.map(Box::from),
+            bucket: decision.bucket,
+            set_cookie,
+            session_source,
+            session_action,
+            live,
+        })
+    }
+
+    pub fn signer(&self) -> &CookieSigner {
+        &self.signer
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

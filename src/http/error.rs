@@ -1,0 +1,163 @@
+//! The one error type of the HTTP layer and its mapping to the SPEC §4 error body:
+//! `{"error": {"code", "message", "details": [{"field", "message"}]}}`.
+//!
+//! Every failure, including those actix produces itself (bad JSON, wrong content type, body
+//! too large, unknown route), goes through here. Nothing else builds an error response.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::admin::AdminError;
+use crate::decider::DecideError;
+use crate::rules::{FieldError, ValidationErrors};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("missing or unknown bearer token")]
+    Unauthorized,
+    #[error("this token lacks the '{0}' scope")]
+    Forbidden(&'static str),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("method {0} is not allowed on this path")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    PreconditionFailed(String),
+    #[error("the request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    Invalid(ValidationErrors),
+    #[error("give user_key or device_id")]
+    MissingKey,
+    #[error("{0}")]
+    StoreUnavailable(String),
+    #[error("not ready: {0}")]
+    NotReady(String),
+}
+
+impl ApiError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+        ApiError::Invalid(ValidationErrors::single(field, message))
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::MalformedJson(_) => "malformed_json",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::AlreadyExists(_) => "already_exists",
+            ApiError::PreconditionFailed(_) => "precondition_failed",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::Invalid(_) => "validation_failed",
+            ApiError::MissingKey => "missing_key",
+            ApiError::StoreUnavailable(_) => "store_unavailable",
+            ApiError::NotReady(_) => "not_ready",
+        }
+    }
+
+    fn details(&self) -> Vec<FieldError> {
+        match self {
+            ApiError::Invalid(errors) => errors.0.clone(),
+            ApiError::MissingKey => vec![FieldError {
+                field: "user_key".into(),
+                message: "give user_key or device_id".into(),
+            }],
+            _ => Vec::new(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Detail<'a>,
+}
+
+#[derive(Serialize)]
+struct Detail<'a> {
+    code: &'a str,
+    message: String,
+    details: Vec<Field>,
+}
+
+#[derive(Serialize)]
+struct Field {
+    field: String,
+    message: String,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::MalformedJson(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::AlreadyExists(_) => StatusCode::CONFLICT,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Invalid(_) | ApiError::MissingKey => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::StoreUnavailable(_) | ApiError::NotReady(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let body = Body {
+            error: Detail {
+                code: self.code(),
+                message: self.to_string(),
+                details: self
+                    .details()
+                    .into_iter()
+                    .map(|d| Field {
+                        field: d.field,
+                        message: d.message,
+                    })
+                    .collect(),
+            },
+        };
+        let mut response = HttpResponse::build(self.status_code());
+        if matches!(self, ApiError::Unauthorized) {
+            response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+        }
+        response.json(body)
+    }
+}
+
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::Invalid(errors) => ApiError::Invalid(errors),
+            AdminError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            AdminError::AlreadyExists(_) => ApiError::AlreadyExists(e.to_string()),
+            AdminError::VersionMismatch { .. } => ApiError::PreconditionFailed(e.to_string()),
+            AdminError::Unavailable(_) => ApiError::StoreUnavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<DecideError> for ApiError {
+    fn from(e: DecideError) -> Self {
+        match e {
+            DecideError::UnknownRollout(_) => ApiError::NotFound(e.to_string()),
+            DecideError::MissingKey => ApiError::MissingKey,
+        }
+    }
+}

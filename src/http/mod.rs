@@ -1,0 +1,133 @@
+//! The HTTP API of SPEC §4: one routing table (`configure`) used by the binary and the tests,
+//! thin handlers, one error type. Handlers must not hold business logic: they extract, call
+//! the decider or the admin service once, and shape the answer.
+
+pub mod auth;
+pub mod body;
+pub mod decide;
+pub mod enrollments;
+pub mod error;
+pub mod ops;
+pub mod outcomes;
+pub mod rollouts;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpRequest, HttpResponse, Route};
+
+use crate::admin::Admin;
+use crate::decider::Decider;
+use crate::metrics::Metrics;
+use auth::Tokens;
+use error::ApiError;
+
+/// Everything handlers share, registered once as `web::Data<AppState>`.
+pub struct AppState {
+    pub decider: Decider,
+    pub admin: Admin,
+    pub metrics: Arc<Metrics>,
+    pub tokens: Tokens,
+    /// Rules are loaded (`/readyz`).
+    pub ready: AtomicBool,
+    pub metrics_require_token: bool,
+}
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!(
+        "no route for {} {}",
+        req.method(),
+        req.path()
+    )))
+}
+
+async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed(req.method().to_string()))
+}
+
+/// A resource whose route label (for metrics) is its pattern, answering 405 for other methods.
+fn resource(pattern: &'static str, routes: Vec<Route>) -> actix_web::Resource {
+    routes.into_iter().fold(
+        web::resource(pattern)
+            .name(pattern)
+            .default_service(web::to(method_not_allowed)),
+        |r, route| r.route(route),
+    )
+}
+
+/// The routing table of SPEC §4.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::QueryConfig::default().error_handler(|err, _| {
+        ApiError::invalid("query", err.to_string()).into()
+    }))
+    .app_data(web::PathConfig::default().error_handler(|err, _| {
+        ApiError::invalid("path", err.to_string()).into()
+    }))
+    .service(resource("/v1/decide", vec![web::post().to(decide::decide)]))
+    .service(resource(
+        "/v1/rollouts",
+        vec![web::get().to(rollouts::list), web::post().to(rollouts::create)],
+    ))
+    .service(resource(
+        "/v1/rollouts/{key}",
+        vec![
+            web::get().to(rollouts::get),
+            web::put().to(rollouts::replace),
+            web::patch().to(rollouts::patch),
+            web::delete().to(rollouts::delete),
+        ],
+    ))
+    .service(resource(
+        "/v1/rollouts/{key}/history",
+        vec![web::get().to(rollouts::history)],
+    ))
+    .service(resource(
+        "/v1/rollouts/{key}/rollback",
+        vec![web::post().to(rollouts::rollback)],
+    ))
+    .service(resource(
+        "/v1/rollouts/{key}/override-cookies",
+        vec![web::post().to(rollouts::override_cookie)],
+    ))
+    .service(resource(
+        "/v1/rollouts/{key}/enrollments",
+        vec![web::get().to(enrollments::list)],
+    ))
+    .service(resource(
+        "/v1/rollouts/{key}/enrollments/{user_key}",
+        vec![
+            web::put().to(enrollments::put),
+            web::delete().to(enrollments::delete),
+        ],
+    ))
+    .service(resource("/v1/audit", vec![web::get().to(rollouts::audit)]))
+    .service(resource("/v1/outcomes", vec![web::post().to(outcomes::report)]))
+    .service(resource("/healthz", vec![web::get().to(ops::healthz)]))
+    .service(resource("/readyz", vec![web::get().to(ops::readyz)]))
+    .service(resource("/metrics", vec![web::get().to(ops::metrics)]))
+    .service(resource("/openapi.json", vec![web::get().to(ops::openapi)]))
+    .default_service(web::to(not_found));
+}
+
+/// Counts every answer in `switchyard_http_requests_total{route,status}`; the route is the
+/// matched pattern, never the raw path (which may hold user keys).
+pub async fn count_requests(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let metrics = req
+        .app_data::<web::Data<AppState>>()
+        .map(|s| s.metrics.clone());
+    let response = next.call(req).await?;
+    if let Some(metrics) = metrics {
+        let route = response.request().match_name().unwrap_or("unmatched");
+        metrics
+            .http_requests
+            .with_label_values(&[route, response.status().as_str()])
+            .inc();
+    }
+    Ok(response)
+}

@@ -1,0 +1,240 @@
+//! Builds the application from settings: store, catalog, GeoIP, cookie secret, tokens, and
+//! the HTTP server on its own listener (port 0 works, so tests run on random ports).
+//!
+//! This is the only place that wires components together; it holds no request logic.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::admin::{Admin, AdminError};
+use crate::catalog::Catalog;
+use crate::config::{Backend, Scope, Settings, TokenSettings};
+use crate::cookies::CookieSigner;
+use crate::decider::Decider;
+use crate::geo::{GeoError, GeoIp};
+use crate::http::auth::Tokens;
+use crate::http::body::BodyLimit;
+use crate::http::{self, AppState};
+use crate::metrics::Metrics;
+use crate::rules::ValidationErrors;
+use crate::sessions::Classifier;
+use crate::store::embedded::EmbeddedStore;
+use crate::store::{RolloutStore, StoreError};
+
+/// The name of the token generated when no configured token has the `admin` scope.
+pub const GENERATED_TOKEN_NAME: &str = "local-admin";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Geo(#[from] GeoError),
+    #[error("stored rollout '{key}' is invalid: {errors}")]
+    InvalidStoredRollout {
+        key: String,
+        errors: ValidationErrors,
+    },
+    #[error("cannot create the default rollout: {0}")]
+    DefaultRollout(#[from] AdminError),
+    #[error("{path}: {source}")]
+    SecretFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("store.backend = \"redis\" is not available in this build yet; use \"embedded\"")]
+    RedisUnavailable,
+}
+
+/// Where a generated secret was written, for the console.
+#[derive(Debug, Clone)]
+pub struct GeneratedToken {
+    pub path: PathBuf,
+    pub token: SecretString,
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    pub state: web::Data<AppState>,
+    pub generated_admin_token: Option<GeneratedToken>,
+    pub store_description: String,
+    _geo_reloader: Option<tokio::task::JoinHandle<()>>,
+}
+
+fn random_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Reads a secret from `path`, or generates one and writes it readable only by its owner.
+fn secret_file(path: &Path) -> Result<SecretString, StartupError> {
+    let err = |source| StartupError::SecretFile {
+        path: path.to_path_buf(),
+        source,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(SecretString::from(text.trim().to_string())),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let secret = random_secret();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(err)?;
+    file.write_all(secret.as_bytes()).map_err(err)?;
+    file.sync_all().map_err(err)?;
+    Ok(SecretString::from(secret))
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        let metrics = Arc::new(Metrics::new());
+        let (store, store_description): (Arc<dyn RolloutStore>, String) =
+            match settings.store.backend {
+                Backend::Embedded => {
+                    let store = EmbeddedStore::open(&settings.store.path)?;
+                    let description = format!("embedded, {}", store.path().display());
+                    (Arc::new(store), description)
+                }
+                Backend::Redis => return Err(StartupError::RedisUnavailable),
+            };
+
+        let loaded = store.load().await?;
+        metrics.store_up.set(1);
+        let catalog = Arc::new(Catalog::new(metrics.clone()));
+        for rollout in loaded.rollouts {
+            let key = rollout.key.clone();
+            catalog
+                .install(rollout)
+                .map_err(|errors| StartupError::InvalidStoredRollout { key, errors })?;
+        }
+        for (key, user_key) in &loaded.enrollments {
+            catalog.enroll(key, user_key);
+        }
+        metrics.last_sync.set(chrono::Utc::now().timestamp() as f64);
+
+        let data_dir = settings.store.data_dir();
+        let cookie_secret = match &settings.cookies.secret {
+            Some(secret) => secret.clone(),
+            None => secret_file(&data_dir.join("cookie-secret"))?,
+        };
+        let signer = CookieSigner::new(cookie_secret.expose_secret().as_bytes());
+        let admin = Admin::new(store, catalog.clone(), signer.clone(), metrics.clone());
+        if let Some(created) = admin.ensure_default_rollout().await? {
+            tracing::info!(rollout = %created.key, "created the default rollout at 0 %");
+        }
+
+        let geo = Arc::new(match &settings.geoip.database {
+            Some(path) => GeoIp::open(path)?,
+            None => GeoIp::disabled(),
+        });
+        let geo_reloader = geo.is_enabled().then(|| {
+            geo.clone().spawn_reloader(Duration::from_secs(
+                settings.geoip.reload_interval_seconds.max(1),
+            ))
+        });
+
+        let mut token_settings = settings.tokens.clone();
+        let generated_admin_token = if settings.has_admin_token() {
+            None
+        } else {
+            let path = data_dir.join("admin-token");
+            let token = secret_file(&path)?;
+            token_settings.push(TokenSettings {
+                name: GENERATED_TOKEN_NAME.into(),
+                token: token.clone(),
+                scopes: Scope::ALL.to_vec(),
+            });
+            Some(GeneratedToken { path, token })
+        };
+
+        let classifier = Classifier::new(
+            settings.stytch.project_id.as_deref(),
+            &settings.stytch.issuers,
+            &settings.legacy.issuers,
+            settings.legacy.opaque_tokens,
+        );
+        let state = web::Data::new(AppState {
+            decider: Decider::new(catalog, geo, signer, classifier, metrics.clone()),
+            admin,
+            metrics,
+            tokens: Tokens::new(&token_settings),
+            ready: AtomicBool::new(true),
+            metrics_require_token: settings.metrics.require_token,
+        });
+
+        let listener =
+            TcpListener::bind(&settings.server.bind).map_err(|source| StartupError::Bind {
+                addr: settings.server.bind.clone(),
+                source,
+            })?;
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        let limit = BodyLimit(settings.server.max_body_bytes);
+        let app_state = state.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .app_data(limit)
+                .wrap(from_fn(http::count_requests))
+                .configure(http::configure)
+        })
+        .listen(listener)
+        .map_err(|source| StartupError::Bind {
+            addr: settings.server.bind.clone(),
+            source,
+        })?;
+        if let Some(workers) = settings.server.workers {
+            server = server.workers(workers.max(1));
+        }
+        Ok(Application {
+            port,
+            server: server.run(),
+            state,
+            generated_admin_token,
+            store_description,
+            _geo_reloader: geo_reloader,
+        })
+    }
+
+    /// A handle to stop the server (tests use it to restart).
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until the process is told to stop (SIGINT/SIGTERM: graceful shutdown).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

@@ -1,0 +1,143 @@
+//! Where rollouts, their history, the audit trail and enrollments are kept: one trait,
+//! `RolloutStore`, with one implementation per backend.
+//!
+//! The store is the source of truth for writes (every write is a compare-and-set on the
+//! rollout's version that appends history and audit in the same step) but never for
+//! decisions: those are answered from memory (`crate::catalog`). A store must not validate
+//! rules or know about HTTP.
+
+pub mod embedded;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::rules::Rollout;
+
+/// What kind of change a history or audit entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Created,
+    Updated,
+    RolledBack,
+    Deleted,
+}
+
+/// One field that a change altered, with its value before and after.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldChange {
+    pub field: String,
+    pub from: serde_json::Value,
+    pub to: serde_json::Value,
+}
+
+/// Who changed what, when: shared by history and audit entries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangeRecord {
+    pub rollout: String,
+    pub version: u64,
+    pub action: Action,
+    pub actor: String,
+    pub at: DateTime<Utc>,
+    pub changes: Vec<FieldChange>,
+    /// For rollbacks: the version whose content was restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_version: Option<u64>,
+}
+
+/// One version of a rollout in its history: the record and the full content of that version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    #[serde(flatten)]
+    pub record: ChangeRecord,
+    pub rollout: Rollout,
+}
+
+/// A write to one rollout, applied atomically: compare the version, store the new version (or
+/// delete), append history, append audit.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub key: String,
+    /// `None`: the rollout must not exist yet. `Some(v)`: its current version must be `v`.
+    pub expected_version: Option<u64>,
+    /// The new version, or `None` to delete the rollout (and its history and enrollments).
+    pub next: Option<Rollout>,
+    pub record: ChangeRecord,
+}
+
+/// Everything a replica needs in memory to decide.
+#[derive(Debug, Clone, Default)]
+pub struct Loaded {
+    pub rollouts: Vec<Rollout>,
+    /// `(rollout key, user key)` pairs.
+    pub enrollments: Vec<(String, String)>,
+}
+
+/// One page of enrollments, in user-key order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EnrollmentPage {
+    pub user_keys: Vec<String>,
+    /// Pass as `cursor` to get the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("rollout '{0}' already exists")]
+    AlreadyExists(String),
+    #[error("rollout '{0}' does not exist")]
+    NotFound(String),
+    #[error("rollout '{key}' is at version {current}, not {expected}")]
+    VersionMismatch {
+        key: String,
+        expected: u64,
+        current: u64,
+    },
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the store file {path} is corrupt: {source}")]
+    Corrupt {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot access the store file {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[async_trait]
+pub trait RolloutStore: Send + Sync + 'static {
+    /// A short name for logs and metrics (`embedded`, `redis`).
+    fn backend(&self) -> &'static str;
+
+    /// Everything needed to decide: all rollouts and all enrollments.
+    async fn load(&self) -> Result<Loaded, StoreError>;
+
+    /// Applies one change atomically (see [`Change`]).
+    async fn commit(&self, change: Change) -> Result<(), StoreError>;
+
+    /// Every version of a rollout, newest first.
+    async fn history(&self, key: &str) -> Result<Vec<HistoryEntry>, StoreError>;
+
+    /// Every change to every rollout, newest first, at most `limit` of them.
+    async fn audit(&self, limit: usize) -> Result<Vec<ChangeRecord>, StoreError>;
+
+    /// Records that `user_key` signed up through Stytch. `Ok(true)` when it is new.
+    async fn enroll(&self, key: &str, user_key: &str) -> Result<bool, StoreError>;
+
+    /// Removes an enrollment. `Ok(true)` when there was one.
+    async fn unenroll(&self, key: &str, user_key: &str) -> Result<bool, StoreError>;
+
+    /// Enrollments of a rollout whose user keys sort after `cursor`.
+    async fn enrollments(
+        &self,
+        key: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<EnrollmentPage, StoreError>;
+}
