@@ -321,7 +321,16 @@ impl Admin {
         }
         self.check_cookie_name(&key, &content)?;
         let created = self
-            .commit("create", &key, None, Some(content), None, Action::Created, None, actor)
+            .commit(
+                "create",
+                &key,
+                None,
+                Some(content),
+                None,
+                Action::Created,
+                None,
+                actor,
+            )
             .await?;
         Ok(created.expect("a create yields a rollout"))
     }
@@ -364,11 +373,15 @@ impl Admin {
         let _writer = self.writer.lock().await;
         let current = self.get(key)?;
         precondition.check(key, current.version)?;
-        let mut doc = serde_json::to_value(&current).map_err(|e| field_error("body", e.to_string()))?;
+        let mut doc =
+            serde_json::to_value(&current).map_err(|e| field_error("body", e.to_string()))?;
         merge_patch(&mut doc, patch);
         let draft: RolloutDraft = serde_path_to_error::deserialize(doc).map_err(|e| {
             let path = e.path().to_string();
-            field_error(if path == "." { "body" } else { &path }, e.into_inner().to_string())
+            field_error(
+                if path == "." { "body" } else { &path },
+                e.into_inner().to_string(),
+            )
         })?;
         if draft.key.as_deref() != Some(key) {
             return Err(field_error("key", "is immutable"));
@@ -455,8 +468,15 @@ impl Admin {
         if content == current.content {
             return Ok(current);
         }
-        self.update(key, current, content, Action::RolledBack, Some(version), actor)
-            .await
+        self.update(
+            key,
+            current,
+            content,
+            Action::RolledBack,
+            Some(version),
+            actor,
+        )
+        .await
     }
 
     pub async fn history(&self, key: &str) -> Result<Vec<HistoryEntry>, AdminError> {
@@ -497,12 +517,9 @@ impl Admin {
             .get(key)
             .ok_or_else(|| AdminError::NotFound(key.to_string()))?;
         let expires_at = Utc::now() + chrono::Duration::seconds(ttl_seconds as i64);
-        let value = self.signer.sign_override(
-            key,
-            live.compiled.epoch,
-            flow,
-            expires_at.timestamp(),
-        );
+        let value =
+            self.signer
+                .sign_override(key, live.compiled.epoch, flow, expires_at.timestamp());
         Ok(OverrideCookie { value, expires_at })
     }
 

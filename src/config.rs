@@ -300,10 +300,9 @@ impl Settings {
 
     /// Checks that hold in every environment.
     pub fn check(&self) -> Result<(), ConfigError> {
-        self.server
-            .bind
-            .parse::<SocketAddr>()
-            .map_err(|e| ConfigError::Invalid(format!("server.bind '{}': {e}", self.server.bind)))?;
+        self.server.bind.parse::<SocketAddr>().map_err(|e| {
+            ConfigError::Invalid(format!("server.bind '{}': {e}", self.server.bind))
+        })?;
         if self.server.max_body_bytes < 256 {
             return Err(ConfigError::Invalid(
                 "server.max_body_bytes must be at least 256".into(),

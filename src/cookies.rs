@@ -145,7 +145,10 @@ impl CookieSigner {
     }
 
     pub fn sign_override(&self, rollout: &str, epoch: u64, flow: Flow, expires_at: i64) -> String {
-        let payload = format!("{OVERRIDE_TAG}.{rollout}.{epoch}.{}.{expires_at}", flow.as_str());
+        let payload = format!(
+            "{OVERRIDE_TAG}.{rollout}.{epoch}.{}.{expires_at}",
+            flow.as_str()
+        );
         let sig = self.signature(&payload);
         format!("{payload}.{sig}")
     }

@@ -164,12 +164,14 @@ impl Decider {
             sticky,
         };
         let decision = rules::decide(rollout, &subject, |user| live.enrollments.contains(user));
-        let set_cookie = decision.issue_sticky.zip(rollout.sticky.as_ref()).map(
-            |(state, policy)| SetCookie {
-                value: self.signer.sign_sticky(&rollout.key, rollout.epoch, state),
-                max_age_seconds: policy.max_age_seconds,
-            },
-        );
+        let set_cookie =
+            decision
+                .issue_sticky
+                .zip(rollout.sticky.as_ref())
+                .map(|(state, policy)| SetCookie {
+                    value: self.signer.sign_sticky(&rollout.key, rollout.epoch, state),
+                    max_age_seconds: policy.max_age_seconds,
+                });
         let session_source = self.classifier.classify(input.session_token);
         let session_action = action_for(decision.flow, session_source, rollout.legacy_sessions);
 

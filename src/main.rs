@@ -8,7 +8,11 @@ use switchyard::config::{LogFormat, Settings};
 use switchyard::startup::Application;
 
 #[derive(Parser)]
-#[command(name = "switchyard", version, about = "Decides, per request, Stytch or legacy login")]
+#[command(
+    name = "switchyard",
+    version,
+    about = "Decides, per request, Stytch or legacy login"
+)]
 struct Cli {
     /// A configuration file layered over config/default.toml and config/<env>.toml.
     #[arg(long, value_name = "FILE")]
@@ -17,8 +21,8 @@ struct Cli {
 
 fn init_logging(settings: &Settings) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(&settings.log.level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log.level));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match settings.log.format {
         LogFormat::Json => builder.json().init(),
@@ -47,7 +51,11 @@ async fn main() -> ExitCode {
     };
     let host = bind.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
     let base = format!("http://{host}:{}", app.port());
-    println!("Switchyard {} listening on {base} (store: {})", env!("CARGO_PKG_VERSION"), app.store_description);
+    println!(
+        "Switchyard {} listening on {base} (store: {})",
+        env!("CARGO_PKG_VERSION"),
+        app.store_description
+    );
     if let Some(generated) = &app.generated_admin_token {
         let path = generated.path.display();
         println!("No admin token is configured: a generated one (all scopes) is in {path} (readable only by you).");

@@ -250,9 +250,9 @@ impl Metrics {
         let _ = self.enrollments.remove_label_values(&[rollout]);
         for flow in [Flow::Stytch, Flow::Legacy] {
             for reason in Reason::ALL {
-                let _ = self
-                    .decisions
-                    .remove_label_values(&[rollout, flow.as_str(), reason.as_str()]);
+                let _ =
+                    self.decisions
+                        .remove_label_values(&[rollout, flow.as_str(), reason.as_str()]);
             }
             for outcome in ["success", "failure"] {
                 let _ = self

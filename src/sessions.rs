@@ -96,7 +96,12 @@ struct Header<'a> {
 }
 
 impl Classifier {
-    pub fn new(project_id: Option<&str>, extra_stytch: &[String], legacy: &[String], opaque: bool) -> Self {
+    pub fn new(
+        project_id: Option<&str>,
+        extra_stytch: &[String],
+        legacy: &[String],
+        opaque: bool,
+    ) -> Self {
         let mut stytch_issuers: Vec<String> = extra_stytch.to_vec();
         if let Some(p) = project_id.filter(|p| !p.is_empty()) {
             stytch_issuers.push(format!("{STYTCH_ISSUER_PREFIX}{p}"));
@@ -135,9 +140,17 @@ impl Classifier {
             return SessionSource::Unknown;
         };
         let iss = iss.trim_end_matches('/');
-        if self.stytch_issuers.iter().any(|i| i.trim_end_matches('/') == iss) {
+        if self
+            .stytch_issuers
+            .iter()
+            .any(|i| i.trim_end_matches('/') == iss)
+        {
             SessionSource::Stytch
-        } else if self.legacy_issuers.iter().any(|i| i.trim_end_matches('/') == iss) {
+        } else if self
+            .legacy_issuers
+            .iter()
+            .any(|i| i.trim_end_matches('/') == iss)
+        {
             SessionSource::Legacy
         } else if iss
             .strip_prefix("https://")
@@ -163,9 +176,7 @@ fn decode_segment(segment: &str) -> Option<Vec<u8>> {
     if segment.is_empty() || segment.len() > 8192 {
         return None;
     }
-    URL_SAFE_NO_PAD
-        .decode(segment.trim_end_matches('='))
-        .ok()
+    URL_SAFE_NO_PAD.decode(segment.trim_end_matches('=')).ok()
 }
 
 #[cfg(test)]
@@ -239,7 +250,11 @@ mod tests {
             (Flow::Legacy, S::Foreign, Honor, LoginLegacy),
         ];
         for (flow, source, policy, want) in cases {
-            assert_eq!(action_for(flow, source, policy), want, "{flow:?} {source:?} {policy:?}");
+            assert_eq!(
+                action_for(flow, source, policy),
+                want,
+                "{flow:?} {source:?} {policy:?}"
+            );
         }
     }
 }

@@ -92,7 +92,9 @@ fn secret_file(path: &Path) -> Result<SecretString, StartupError> {
         source,
     };
     match std::fs::read_to_string(path) {
-        Ok(text) if !text.trim().is_empty() => return Ok(SecretString::from(text.trim().to_string())),
+        Ok(text) if !text.trim().is_empty() => {
+            return Ok(SecretString::from(text.trim().to_string()))
+        }
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(err(e)),

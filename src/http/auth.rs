@@ -28,7 +28,8 @@ struct Entry {
 impl Entry {
     /// `admin` implies `read`: an admin must be able to fetch what it edits.
     fn allows(&self, scope: Scope) -> bool {
-        self.scopes.contains(&scope) || (scope == Scope::Read && self.scopes.contains(&Scope::Admin))
+        self.scopes.contains(&scope)
+            || (scope == Scope::Read && self.scopes.contains(&Scope::Admin))
     }
 }
 
@@ -122,10 +123,13 @@ impl<S: RequiredScope> FromRequest for Authorized<S> {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let result = match req.app_data::<web::Data<AppState>>() {
-            Some(state) => state.tokens.authorize(req, S::SCOPE).map(|actor| Authorized {
-                actor,
-                _scope: PhantomData,
-            }),
+            Some(state) => state
+                .tokens
+                .authorize(req, S::SCOPE)
+                .map(|actor| Authorized {
+                    actor,
+                    _scope: PhantomData,
+                }),
             None => Err(ApiError::Unauthorized),
         };
         ready(result)

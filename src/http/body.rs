@@ -48,9 +48,7 @@ impl FromRequest for JsonBytes {
     type Future = Pin<Box<dyn Future<Output = Result<JsonBytes, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req
-            .app_data::<BodyLimit>()
-            .map_or(65536, |l| l.0);
+        let limit = req.app_data::<BodyLimit>().map_or(65536, |l| l.0);
         let checked = is_json(req).and_then(|()| {
             let declared = req
                 .headers()
@@ -67,7 +65,8 @@ impl FromRequest for JsonBytes {
             let declared = checked?;
             let mut body = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
             while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("cannot read the body: {e}")))?;
+                let chunk = chunk
+                    .map_err(|e| ApiError::BadRequest(format!("cannot read the body: {e}")))?;
                 if body.len() + chunk.len() > limit {
                     return Err(ApiError::PayloadTooLarge(limit));
                 }
@@ -87,7 +86,8 @@ pub fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
         let inner = e.into_inner();
         shape_error(&path, inner)
     })?;
-    de.end().map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    de.end()
+        .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
     Ok(value)
 }
 

@@ -82,7 +82,12 @@ pub async fn decide(
     let request: DecideRequest = parse(&body.0)?;
     check_len("user_key", &request.user_key)?;
     check_len("device_id", &request.device_id)?;
-    let ip = match request.ip.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+    let ip = match request
+        .ip
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         Some(text) => Some(
             text.parse::<IpAddr>()
                 .map_err(|_| ApiError::invalid("ip", format!("invalid IP address '{text}'")))?,

@@ -60,16 +60,21 @@ fn resource(pattern: &'static str, routes: Vec<Route>) -> actix_web::Resource {
 
 /// The routing table of SPEC §4.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(web::QueryConfig::default().error_handler(|err, _| {
-        ApiError::invalid("query", err.to_string()).into()
-    }))
-    .app_data(web::PathConfig::default().error_handler(|err, _| {
-        ApiError::invalid("path", err.to_string()).into()
-    }))
+    cfg.app_data(
+        web::QueryConfig::default()
+            .error_handler(|err, _| ApiError::invalid("query", err.to_string()).into()),
+    )
+    .app_data(
+        web::PathConfig::default()
+            .error_handler(|err, _| ApiError::invalid("path", err.to_string()).into()),
+    )
     .service(resource("/v1/decide", vec![web::post().to(decide::decide)]))
     .service(resource(
         "/v1/rollouts",
-        vec![web::get().to(rollouts::list), web::post().to(rollouts::create)],
+        vec![
+            web::get().to(rollouts::list),
+            web::post().to(rollouts::create),
+        ],
     ))
     .service(resource(
         "/v1/rollouts/{key}",
@@ -104,7 +109,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         ],
     ))
     .service(resource("/v1/audit", vec![web::get().to(rollouts::audit)]))
-    .service(resource("/v1/outcomes", vec![web::post().to(outcomes::report)]))
+    .service(resource(
+        "/v1/outcomes",
+        vec![web::post().to(outcomes::report)],
+    ))
     .service(resource("/healthz", vec![web::get().to(ops::healthz)]))
     .service(resource("/readyz", vec![web::get().to(ops::readyz)]))
     .service(resource("/metrics", vec![web::get().to(ops::metrics)]))

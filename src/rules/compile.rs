@@ -94,8 +94,20 @@ fn is_valid_cookie_name(name: &str) -> bool {
             c.is_ascii_alphanumeric()
                 || matches!(
                     c,
-                    b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^'
-                        | b'_' | b'`' | b'|' | b'~'
+                    b'!' | b'#'
+                        | b'$'
+                        | b'%'
+                        | b'&'
+                        | b'\''
+                        | b'*'
+                        | b'+'
+                        | b'-'
+                        | b'.'
+                        | b'^'
+                        | b'_'
+                        | b'`'
+                        | b'|'
+                        | b'~'
                 )
         })
 }
@@ -249,7 +261,12 @@ pub fn compile(rollout: &Rollout) -> Result<CompiledRollout, ValidationErrors> {
             ),
         );
     }
-    let compiled = compile_content(&rollout.key, rollout.version, &rollout.content, &mut problems);
+    let compiled = compile_content(
+        &rollout.key,
+        rollout.version,
+        &rollout.content,
+        &mut problems,
+    );
     if problems.0.is_empty() {
         Ok(compiled)
     } else {
@@ -441,7 +458,9 @@ fn parse_subdivision(text: &str) -> Result<Code, String> {
 
 fn parse_platform(text: &str) -> Result<Box<str>, String> {
     if text.is_empty() || text.len() > 64 {
-        Err(format!("invalid platform '{text}': expected 1 to 64 characters"))
+        Err(format!(
+            "invalid platform '{text}': expected 1 to 64 characters"
+        ))
     } else {
         Ok(text.to_ascii_lowercase().into())
     }
@@ -463,10 +482,22 @@ fn compile_conditions(at: &str, when: &Conditions, problems: &mut Problems) -> V
     if let Some(c) = list(at, "countries", &when.countries, problems, parse_country) {
         out.push(Condition::Countries(c));
     }
-    if let Some(c) = list(at, "continents", &when.continents, problems, parse_continent) {
+    if let Some(c) = list(
+        at,
+        "continents",
+        &when.continents,
+        problems,
+        parse_continent,
+    ) {
         out.push(Condition::Continents(c));
     }
-    if let Some(c) = list(at, "subdivisions", &when.subdivisions, problems, parse_subdivision) {
+    if let Some(c) = list(
+        at,
+        "subdivisions",
+        &when.subdivisions,
+        problems,
+        parse_subdivision,
+    ) {
         out.push(Condition::Subdivisions(c));
     }
     if let Some(p) = list(at, "platforms", &when.platforms, problems, parse_platform) {
@@ -488,4 +519,138 @@ fn compile_conditions(at: &str, when: &Conditions, problems: &mut Problems) -> V
         problems.add(at, "a rule needs at least one condition");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::model::{Rule, Sticky};
+
+    fn content(rules: Vec<Rule>) -> RolloutContent {
+        RolloutContent {
+            description: String::new(),
+            enabled: true,
+            percentage: 25.0,
+            salt: "3f1c8a".into(),
+            rules,
+            sticky: Sticky::default(),
+            epoch: 1,
+            legacy_sessions: LegacySessions::Reject,
+        }
+    }
+
+    fn rule(id: &str, when: serde_json::Value) -> Rule {
+        Rule {
+            id: id.into(),
+            when: serde_json::from_value(when).unwrap(),
+            then: Outcome::Force(Flow::Stytch),
+        }
+    }
+
+    fn fields(result: Result<(), ValidationErrors>) -> Vec<String> {
+        result.unwrap_err().0.into_iter().map(|e| e.field).collect()
+    }
+
+    #[test]
+    fn a_valid_rollout_compiles_its_tables_once() {
+        let rollout = Rollout {
+            key: "stytch-login".into(),
+            content: content(vec![rule(
+                "office",
+                serde_json::json!({"ip_ranges": ["203.0.113.0/24", "2001:db8::/32", "198.51.100.7"]}),
+            )]),
+            version: 3,
+            updated_at: chrono::Utc::now(),
+            updated_by: "t".into(),
+        };
+        let compiled = compile(&rollout).unwrap();
+        assert_eq!(compiled.percentage.get(), 2500);
+        assert_eq!(compiled.version, 3);
+        let Condition::IpRanges(table) = &compiled.rules[0].conditions[0] else {
+            panic!("expected an IP table");
+        };
+        assert!(table.contains("203.0.113.200".parse().unwrap()));
+        assert!(table.contains("::ffff:203.0.113.9".parse().unwrap()));
+        assert!(table.contains("2001:db8::1".parse().unwrap()));
+        assert!(table.contains("198.51.100.7".parse().unwrap()));
+        assert!(!table.contains("198.51.100.8".parse().unwrap()));
+        assert!(!compiled.needs_location);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_field_path() {
+        let mut c = content(vec![
+            rule(
+                "a",
+                serde_json::json!({"ip_ranges": ["10.0.0.0/8", "10.0.0.0/33"]}),
+            ),
+            rule(
+                "a",
+                serde_json::json!({"countries": ["GBR"], "continents": ["XX"]}),
+            ),
+            rule(
+                "ok",
+                serde_json::json!({"subdivisions": ["US"], "app_version": "<<5"}),
+            ),
+            rule("empty", serde_json::json!({"platforms": []})),
+            rule("none", serde_json::json!({})),
+        ]);
+        c.percentage = 12.345;
+        c.salt = "bad salt".into();
+        c.epoch = 0;
+        c.sticky.cookie_name = "a b".into();
+        assert_eq!(
+            fields(validate_content(&c)),
+            [
+                "percentage",
+                "salt",
+                "epoch",
+                "sticky.cookie_name",
+                "rules[0].when.ip_ranges[1]",
+                "rules[1].id",
+                "rules[1].when.countries[0]",
+                "rules[1].when.continents[0]",
+                "rules[2].when.subdivisions[0]",
+                "rules[2].when.app_version",
+                "rules[3].when.platforms",
+                "rules[4].when",
+            ]
+        );
+    }
+
+    #[test]
+    fn percentages_need_at_most_two_decimals_within_0_and_100() {
+        for ok in [0.0, 0.01, 33.33, 100.0] {
+            let mut c = content(vec![]);
+            c.percentage = ok;
+            assert!(validate_content(&c).is_ok(), "{ok}");
+        }
+        for bad in [-0.01, 100.01, 0.001, f64::INFINITY] {
+            let mut c = content(vec![]);
+            c.percentage = bad;
+            assert_eq!(fields(validate_content(&c)), ["percentage"], "{bad}");
+        }
+    }
+
+    #[test]
+    fn keys_follow_the_spec_pattern() {
+        for ok in ["stytch-login", "a", "0_x", &"a".repeat(64)] {
+            assert!(is_valid_key(ok), "{ok}");
+        }
+        for bad in ["", "-a", "_a", "A", "a.b", &"a".repeat(65)] {
+            assert!(!is_valid_key(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn overlapping_ranges_are_merged() {
+        let table = IpTable::from_networks(
+            ["10.0.0.0/24", "10.0.0.128/25", "10.0.1.0/24", "10.0.3.0/24"]
+                .map(|n| n.parse::<IpNet>().unwrap()),
+        );
+        assert_eq!(table.len(), 2);
+        assert!(table.contains("10.0.1.255".parse().unwrap()));
+        assert!(!table.contains("10.0.2.0".parse().unwrap()));
+        assert!(table.contains("10.0.3.0".parse().unwrap()));
+    }
 }

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use semver::Version;
 
-use super::bucket::{bucket_of, BasisPoints};
+use super::bucket::bucket_of;
 use super::compile::{CompiledRollout, CompiledRule, Condition, RuleAction};
 use super::location::Location;
 use super::model::Flow;
@@ -200,10 +200,7 @@ pub fn parse_app_version(text: &str) -> Option<Version> {
 fn matches(rule: &CompiledRule, subject: &Subject<'_>, version: &mut ParsedVersion) -> bool {
     rule.conditions.iter().all(|condition| match condition {
         Condition::IpRanges(table) => subject.ip.is_some_and(|ip| table.contains(ip)),
-        Condition::Countries(codes) => subject
-            .location
-            .country
-            .is_some_and(|c| codes.contains(&c)),
+        Condition::Countries(codes) => subject.location.country.is_some_and(|c| codes.contains(&c)),
         Condition::Continents(codes) => subject
             .location
             .continent
@@ -221,11 +218,220 @@ fn matches(rule: &CompiledRule, subject: &Subject<'_>, version: &mut ParsedVersi
     })
 }
 
-/// The share a rollout sends to Stytch before rules: exposed for metrics.
-pub fn base_share(rollout: &CompiledRollout) -> BasisPoints {
-    if rollout.enabled {
-        rollout.percentage
-    } else {
-        BasisPoints::ZERO
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::compile::compile;
+    use crate::rules::model::{Rollout, RolloutContent, Sticky};
+    use crate::rules::{Code, LegacySessions};
+
+    fn rollout(percentage: f64, rules: serde_json::Value) -> CompiledRollout {
+        compile(&Rollout {
+            key: "r".into(),
+            content: RolloutContent {
+                description: String::new(),
+                enabled: true,
+                percentage,
+                salt: "s".into(),
+                rules: serde_json::from_value(rules).unwrap(),
+                sticky: Sticky::default(),
+                epoch: 1,
+                legacy_sessions: LegacySessions::Reject,
+            },
+            version: 1,
+            updated_at: chrono::Utc::now(),
+            updated_by: "t".into(),
+        })
+        .unwrap()
+    }
+
+    fn subject(key: &str) -> Subject<'_> {
+        Subject {
+            user_key: Some(key),
+            ..Subject::default()
+        }
+    }
+
+    #[test]
+    fn the_kill_switch_beats_everything() {
+        let mut r = rollout(
+            100.0,
+            serde_json::json!([{"id": "all", "when": {"user_keys": ["u"]}, "then": "stytch"}]),
+        );
+        r.enabled = false;
+        let s = Subject {
+            override_flow: Some(Flow::Stytch),
+            sticky: Some(StickyState {
+                bucket: 0,
+                stytch: true,
+            }),
+            ..subject("u")
+        };
+        let d = decide(&r, &s, |_| true);
+        assert_eq!(
+            (d.flow, d.reason, d.issue_sticky),
+            (Flow::Legacy, Reason::Disabled, None)
+        );
+    }
+
+    #[test]
+    fn each_step_beats_the_later_ones() {
+        let r = rollout(
+            0.0,
+            serde_json::json!([
+                {"id": "force", "when": {"platforms": ["ios"]}, "then": "legacy"},
+                {"id": "seg", "when": {"platforms": ["web"]}, "then": {"percentage": 100}}
+            ]),
+        );
+        let ios = Subject {
+            platform: Some("IOS"),
+            ..subject("u")
+        };
+        // An override cookie beats a forcing rule.
+        let d = decide(
+            &r,
+            &Subject {
+                override_flow: Some(Flow::Stytch),
+                ..ios
+            },
+            |_| true,
+        );
+        assert_eq!((d.flow, d.reason), (Flow::Stytch, Reason::OverrideCookie));
+        // A forcing rule beats enrollment.
+        let d = decide(&r, &ios, |_| true);
+        assert_eq!(
+            (d.flow, d.reason, d.rule),
+            (Flow::Legacy, Reason::Rule, Some("force"))
+        );
+        // Enrollment beats the percentage, and only for user keys.
+        let d = decide(&r, &subject("u"), |k| k == "u");
+        assert_eq!((d.flow, d.reason), (Flow::Stytch, Reason::Enrolled));
+        let device = Subject {
+            device_id: Some("u"),
+            ..Subject::default()
+        };
+        assert_eq!(decide(&r, &device, |_| true).reason, Reason::Percentage);
+        // A sticky cookie that met Stytch beats a lowered percentage.
+        let sticky = Subject {
+            sticky: Some(StickyState {
+                bucket: 9999,
+                stytch: true,
+            }),
+            ..subject("v")
+        };
+        let d = decide(&r, &sticky, |_| false);
+        assert_eq!(
+            (d.flow, d.reason, d.bucket, d.issue_sticky),
+            (Flow::Stytch, Reason::StickyCookie, 9999, None)
+        );
+        // A segment sets the percentage and keeps its id.
+        let web = Subject {
+            platform: Some("web"),
+            ..subject("v")
+        };
+        let d = decide(&r, &web, |_| false);
+        assert_eq!(
+            (d.flow, d.reason, d.rule),
+            (Flow::Stytch, Reason::Percentage, Some("seg"))
+        );
+    }
+
+    #[test]
+    fn a_sticky_cookie_is_issued_when_missing_or_on_first_stytch() {
+        let r = rollout(50.0, serde_json::json!([]));
+        let low = Subject {
+            sticky: Some(StickyState {
+                bucket: 10,
+                stytch: false,
+            }),
+            ..subject("k")
+        };
+        let d = decide(&r, &low, |_| false);
+        assert_eq!(
+            d.issue_sticky,
+            Some(StickyState {
+                bucket: 10,
+                stytch: true
+            })
+        );
+        let high = Subject {
+            sticky: Some(StickyState {
+                bucket: 9000,
+                stytch: false,
+            }),
+            ..subject("k")
+        };
+        assert_eq!(decide(&r, &high, |_| false).issue_sticky, None);
+        let fresh = decide(&r, &subject("k"), |_| false);
+        assert_eq!(fresh.issue_sticky.map(|s| s.bucket), Some(fresh.bucket));
+    }
+
+    #[test]
+    fn the_cookie_bucket_stands_in_for_the_key() {
+        let r = rollout(50.0, serde_json::json!([]));
+        let before = decide(
+            &r,
+            &Subject {
+                device_id: Some("device-1"),
+                user_key: None,
+                ..Subject::default()
+            },
+            |_| false,
+        );
+        let cookie = before.issue_sticky.unwrap();
+        let after = decide(
+            &r,
+            &Subject {
+                sticky: Some(cookie),
+                ..subject("alice@example.com")
+            },
+            |_| false,
+        );
+        assert_eq!((after.flow, after.bucket), (before.flow, before.bucket));
+    }
+
+    #[test]
+    fn geo_conditions_do_not_hold_when_the_location_is_unknown() {
+        let r = rollout(
+            0.0,
+            serde_json::json!([{"id": "gb", "when": {"countries": ["GB"]}, "then": "stytch"}]),
+        );
+        assert!(r.needs_location);
+        assert_eq!(
+            decide(&r, &subject("k"), |_| false).reason,
+            Reason::Percentage
+        );
+        let mut s = subject("k");
+        s.location.country = Code::new("GB");
+        assert_eq!(decide(&r, &s, |_| false).reason, Reason::Rule);
+    }
+
+    #[test]
+    fn app_versions_are_read_leniently_but_garbage_never_matches() {
+        assert_eq!(parse_app_version("5.1"), Some(Version::new(5, 1, 0)));
+        assert_eq!(parse_app_version("v5"), Some(Version::new(5, 0, 0)));
+        assert_eq!(
+            parse_app_version("5.1.0-beta.1").map(|v| v.pre.is_empty()),
+            Some(false)
+        );
+        assert_eq!(parse_app_version("five"), None);
+        assert_eq!(parse_app_version("1.2.3.4"), None);
+        let r = rollout(
+            0.0,
+            serde_json::json!([{"id": "old", "when": {"app_version": "<5.2.0"}, "then": "stytch"}]),
+        );
+        let with = |v| Subject {
+            app_version: Some(v),
+            ..subject("k")
+        };
+        assert_eq!(decide(&r, &with("5.1.9"), |_| false).reason, Reason::Rule);
+        assert_eq!(
+            decide(&r, &with("5.2.0"), |_| false).reason,
+            Reason::Percentage
+        );
+        assert_eq!(
+            decide(&r, &with("garbage"), |_| false).reason,
+            Reason::Percentage
+        );
     }
 }

@@ -14,9 +14,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use super::{
-    Change, ChangeRecord, EnrollmentPage, HistoryEntry, Loaded, RolloutStore, StoreError,
-};
+use super::{Change, ChangeRecord, EnrollmentPage, HistoryEntry, Loaded, RolloutStore, StoreError};
 use crate::rules::Rollout;
 
 const FORMAT: u32 = 1;
