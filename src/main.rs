@@ -17,6 +17,56 @@ struct Cli {
     /// A configuration file layered over config/default.toml and config/<env>.toml.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Exit 0 when the service at URL answers its health check (for container HEALTHCHECKs).
+    Healthcheck {
+        #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
+        url: String,
+    },
+}
+
+/// A plain HTTP/1.0 GET, so the container image needs no curl.
+fn healthcheck(url: &str) -> ExitCode {
+    use std::io::{Read, Write};
+    let Some(rest) = url.strip_prefix("http://") else {
+        eprintln!("switchyard healthcheck: only http:// URLs are supported");
+        return ExitCode::from(2);
+    };
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let attempt = || -> std::io::Result<String> {
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(host)?
+            .next()
+            .ok_or_else(|| std::io::Error::other("no address"))?;
+        let mut stream =
+            std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2))?;
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok(response)
+    };
+    match attempt() {
+        Ok(r) if r.starts_with("HTTP/1.1 200") || r.starts_with("HTTP/1.0 200") => {
+            ExitCode::SUCCESS
+        }
+        Ok(r) => {
+            eprintln!("unhealthy: {}", r.lines().next().unwrap_or(""));
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn init_logging(settings: &Settings) {
@@ -33,6 +83,9 @@ fn init_logging(settings: &Settings) {
 #[actix_web::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Healthcheck { url }) = &cli.command {
+        return healthcheck(url);
+    }
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {

@@ -84,6 +84,10 @@ pub fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
+        // A shape error in a body that is not well-formed JSON is a syntax error (400).
+        if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            return ApiError::MalformedJson(syntax.to_string());
+        }
         shape_error(&path, inner)
     })?;
     de.end()

@@ -51,6 +51,9 @@ pub struct ChangeRecord {
 pub struct HistoryEntry {
     #[serde(flatten)]
     pub record: ChangeRecord,
+    /// Named `snapshot` in JSON: the flattened record already has a `rollout` key, and an
+    /// entry with that key twice could not be read back from the store file.
+    #[serde(rename = "snapshot")]
     pub rollout: Rollout,
 }
 
