@@ -41,3 +41,82 @@ pub async fn openapi() -> HttpResponse {
         .insert_header(ContentType::json())
         .body(OPENAPI)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::OPENAPI;
+
+    /// Every (pattern, method) that `super::super::configure` registers, as in `src/http/mod.rs`.
+    const ROUTES: &[(&str, &str)] = &[
+        ("/v1/decide", "post"),
+        ("/v1/rollouts", "get"),
+        ("/v1/rollouts", "post"),
+        ("/v1/rollouts/{key}", "get"),
+        ("/v1/rollouts/{key}", "put"),
+        ("/v1/rollouts/{key}", "patch"),
+        ("/v1/rollouts/{key}", "delete"),
+        ("/v1/rollouts/{key}/history", "get"),
+        ("/v1/rollouts/{key}/rollback", "post"),
+        ("/v1/rollouts/{key}/override-cookies", "post"),
+        ("/v1/rollouts/{key}/enrollments", "get"),
+        ("/v1/rollouts/{key}/enrollments/{user_key}", "put"),
+        ("/v1/rollouts/{key}/enrollments/{user_key}", "delete"),
+        ("/v1/audit", "get"),
+        ("/v1/outcomes", "post"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+        ("/openapi.json", "get"),
+    ];
+
+    const METHODS: &[&str] = &[
+        "get", "put", "post", "delete", "options", "head", "patch", "trace",
+    ];
+
+    fn document() -> serde_json::Value {
+        serde_json::from_str(OPENAPI).expect("openapi.json is valid JSON")
+    }
+
+    #[test]
+    fn is_openapi_3_1() {
+        let doc = document();
+        assert_eq!(doc["openapi"], "3.1.0");
+        assert!(doc["components"]["schemas"]["Error"].is_object());
+    }
+
+    #[test]
+    fn documents_every_route_and_method() {
+        let doc = document();
+        let paths = doc["paths"].as_object().expect("paths is an object");
+        for (pattern, method) in ROUTES {
+            let item = paths
+                .get(*pattern)
+                .unwrap_or_else(|| panic!("path {pattern} is not documented"));
+            assert!(
+                item.get(*method).is_some_and(serde_json::Value::is_object),
+                "{} {pattern} is not documented",
+                method.to_uppercase()
+            );
+        }
+    }
+
+    #[test]
+    fn documents_no_other_route_or_method() {
+        let doc = document();
+        let paths = doc["paths"].as_object().expect("paths is an object");
+        for (pattern, item) in paths {
+            assert!(
+                ROUTES.iter().any(|(p, _)| p == pattern),
+                "path {pattern} is documented but not routed"
+            );
+            let item = item.as_object().expect("a path item is an object");
+            for method in METHODS.iter().filter(|m| item.contains_key(**m)) {
+                assert!(
+                    ROUTES.contains(&(pattern.as_str(), *method)),
+                    "{} {pattern} is documented but not routed",
+                    method.to_uppercase()
+                );
+            }
+        }
+    }
+}
