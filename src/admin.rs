@@ -43,7 +43,7 @@ pub enum AdminError {
         expected: String,
         current: u64,
     },
-    #[error("the store is unavailable: {0}")]
+    #[error("{0}")]
     Unavailable(String),
 }
 
@@ -217,6 +217,21 @@ impl Admin {
             .ok_or_else(|| AdminError::NotFound(key.to_string()))
     }
 
+    /// The rollout's current version as the store has it (the source of truth for writes; the
+    /// in-memory copy may lag behind another replica's write by a few milliseconds).
+    async fn current(&self, key: &str) -> Result<Rollout, AdminError> {
+        let current = self
+            .store
+            .get(key)
+            .await
+            .map_err(|e| self.store_error("get", e))?;
+        self.reached("get");
+        let current = current.ok_or_else(|| AdminError::NotFound(key.to_string()))?;
+        // Catch the in-memory copy up if it lags (ignored when it is as new).
+        let _ = self.catalog.install(current.clone());
+        Ok(current)
+    }
+
     /// A cookie name must not be shared with another rollout, or the two would fight over it.
     fn check_cookie_name(&self, key: &str, content: &RolloutContent) -> Result<(), AdminError> {
         if !content.sticky.enabled {
@@ -352,7 +367,7 @@ impl Admin {
             }
         }
         let _writer = self.writer.lock().await;
-        let current = self.get(key)?;
+        let current = self.current(key).await?;
         precondition.check(key, current.version)?;
         let content = draft.into_content(Some(&current.content), random_salt);
         self.update(key, current, content, Action::Updated, None, actor)
@@ -371,7 +386,7 @@ impl Admin {
             return Err(field_error("body", "a merge patch must be a JSON object"));
         }
         let _writer = self.writer.lock().await;
-        let current = self.get(key)?;
+        let current = self.current(key).await?;
         precondition.check(key, current.version)?;
         let mut doc =
             serde_json::to_value(&current).map_err(|e| field_error("body", e.to_string()))?;
@@ -427,7 +442,7 @@ impl Admin {
         actor: &str,
     ) -> Result<(), AdminError> {
         let _writer = self.writer.lock().await;
-        let current = self.get(key)?;
+        let current = self.current(key).await?;
         precondition.check(key, current.version)?;
         self.commit(
             "delete",
@@ -452,7 +467,7 @@ impl Admin {
         actor: &str,
     ) -> Result<Rollout, AdminError> {
         let _writer = self.writer.lock().await;
-        let current = self.get(key)?;
+        let current = self.current(key).await?;
         precondition.check(key, current.version)?;
         let history = self.history(key).await?;
         let target = history
@@ -589,6 +604,11 @@ impl Admin {
             sticky: Some(Sticky::default()),
             ..RolloutDraft::default()
         };
-        self.create(draft, SYSTEM_ACTOR).await.map(Some)
+        match self.create(draft, SYSTEM_ACTOR).await {
+            Ok(created) => Ok(Some(created)),
+            // Another replica created it first.
+            Err(AdminError::AlreadyExists(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }

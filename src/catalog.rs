@@ -7,6 +7,7 @@
 //! This module must not talk to the store or know about HTTP.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -14,6 +15,7 @@ use xxhash_rust::xxh3::xxh3_128;
 
 use crate::metrics::{Metrics, RolloutCounters};
 use crate::rules::{compile, CompiledRollout, Rollout, ValidationErrors};
+use crate::store::{ChangeListener, Loaded};
 
 /// One rollout as deciders see it: the stored form (for the admin API), the compiled form
 /// (for evaluation) and its pre-resolved counters.
@@ -66,6 +68,8 @@ pub struct Catalog {
     enrollments: Mutex<HashMap<Box<str>, Arc<EnrollmentSet>>>,
     /// Serialises writers (installs are rare); readers never take it.
     writer: Mutex<()>,
+    /// Rules have been loaded at least once (`/readyz`).
+    ready: AtomicBool,
     metrics: Arc<Metrics>,
 }
 
@@ -75,8 +79,70 @@ impl Catalog {
             rollouts: ArcSwap::from_pointee(HashMap::new()),
             enrollments: Mutex::new(HashMap::new()),
             writer: Mutex::new(()),
+            ready: AtomicBool::new(false),
             metrics,
         }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn mark_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// Replaces everything with `loaded` (rollouts and enrollments), whatever the versions.
+    pub fn replace_all(&self, loaded: Loaded) {
+        let mut sets: HashMap<Box<str>, Arc<EnrollmentSet>> = HashMap::new();
+        for (key, user) in &loaded.enrollments {
+            sets.entry(key.as_str().into()).or_default().insert(user);
+        }
+        let mut next: Snapshot = HashMap::new();
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let previous = self.rollouts.load();
+        for rollout in loaded.rollouts {
+            let key = rollout.key.clone();
+            let compiled = match compile(&rollout) {
+                Ok(c) => c,
+                Err(errors) => {
+                    tracing::error!(rollout = %key, %errors, "stored rollout is invalid; skipped");
+                    continue;
+                }
+            };
+            let enrollments = sets.remove(key.as_str()).unwrap_or_default();
+            self.metrics.describe_rollout(
+                &key,
+                rollout.content.percentage,
+                rollout.content.enabled,
+                rollout.version,
+            );
+            self.metrics
+                .enrollments
+                .with_label_values(&[&key])
+                .set(enrollments.len() as i64);
+            next.insert(
+                key.as_str().into(),
+                Arc::new(LiveRollout {
+                    counters: self.metrics.rollout_counters(&key),
+                    enrollments: enrollments.clone(),
+                    compiled,
+                    rollout,
+                }),
+            );
+        }
+        for gone in previous.keys().filter(|k| !next.contains_key(*k)) {
+            self.metrics.forget_rollout(gone);
+        }
+        {
+            let mut all = self.enrollments.lock().unwrap_or_else(|e| e.into_inner());
+            all.clear();
+            for (key, live) in &next {
+                all.insert(key.clone(), live.enrollments.clone());
+            }
+        }
+        self.rollouts.store(Arc::new(next));
+        self.mark_ready();
     }
 
     /// The current version of a rollout.
@@ -169,5 +235,30 @@ impl Catalog {
             .enrollments
             .with_label_values(&[key])
             .set(set.len() as i64);
+    }
+}
+
+impl ChangeListener for Catalog {
+    fn rollout_changed(&self, rollout: Rollout) {
+        let key = rollout.key.clone();
+        if let Err(errors) = self.install(rollout) {
+            tracing::error!(rollout = %key, %errors, "stored rollout is invalid; kept the previous version");
+        }
+    }
+
+    fn rollout_removed(&self, key: &str) {
+        self.remove(key);
+    }
+
+    fn enrolled(&self, key: &str, user_key: &str) {
+        self.enroll(key, user_key);
+    }
+
+    fn unenrolled(&self, key: &str, user_key: &str) {
+        self.unenroll(key, user_key);
+    }
+
+    fn replace_all(&self, loaded: Loaded) {
+        Catalog::replace_all(self, loaded);
     }
 }

@@ -129,6 +129,10 @@ pub struct StoreSettings {
     pub path: PathBuf,
     pub url: SecretString,
     pub prefix: String,
+    /// redis: `url` names a node of a Redis Cluster (or a comma-separated list of nodes).
+    pub cluster: bool,
+    /// redis: connect and command timeout.
+    pub timeout_ms: u64,
 }
 
 impl Default for StoreSettings {
@@ -138,6 +142,8 @@ impl Default for StoreSettings {
             path: PathBuf::from("data/switchyard.json"),
             url: SecretString::from("redis://127.0.0.1:6379"),
             prefix: "switchyard".into(),
+            cluster: false,
+            timeout_ms: 1000,
         }
     }
 }

@@ -22,6 +22,7 @@ pub struct Metrics {
     pub cookies_rejected: IntCounterVec,
     pub store_up: IntGauge,
     pub store_errors: IntCounterVec,
+    pub store_restores: IntCounter,
     pub last_sync: Gauge,
     pub enrollments: IntGaugeVec,
     pub login_outcomes: IntCounterVec,
@@ -144,6 +145,11 @@ impl Metrics {
             &["op"],
         )
         .expect("valid metric");
+        let store_restores = IntCounter::new(
+            "switchyard_store_restores_total",
+            "Times this replica found Redis empty and restored it from its last-known copy.",
+        )
+        .expect("valid metric");
         let last_sync = Gauge::new(
             "switchyard_last_sync_timestamp_seconds",
             "Unix time at which this replica last brought its rules in line with the store.",
@@ -183,6 +189,7 @@ impl Metrics {
             Box::new(cookies_rejected.clone()),
             Box::new(store_up.clone()),
             Box::new(store_errors.clone()),
+            Box::new(store_restores.clone()),
             Box::new(last_sync.clone()),
             Box::new(enrollments.clone()),
             Box::new(login_outcomes.clone()),
@@ -204,6 +211,7 @@ impl Metrics {
             cookies_rejected,
             store_up,
             store_errors,
+            store_restores,
             last_sync,
             enrollments,
             login_outcomes,

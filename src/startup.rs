@@ -6,7 +6,6 @@
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +28,7 @@ use crate::metrics::Metrics;
 use crate::rules::ValidationErrors;
 use crate::sessions::Classifier;
 use crate::store::embedded::EmbeddedStore;
+use crate::store::redis::{RedisOptions, RedisStore};
 use crate::store::{RolloutStore, StoreError};
 
 /// The name of the token generated when no configured token has the `admin` scope.
@@ -40,9 +40,11 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Geo(#[from] GeoError),
-    #[error("stored rollout '{key}' is invalid: {errors}")]
+    #[error("stored rollout '{key}' is invalid ({store}): {errors}")]
     InvalidStoredRollout {
         key: String,
+        /// The store it was read from (for the embedded store, the file), so it can be found.
+        store: String,
         errors: ValidationErrors,
     },
     #[error("cannot create the default rollout: {0}")]
@@ -59,8 +61,6 @@ pub enum StartupError {
         #[source]
         source: std::io::Error,
     },
-    #[error("store.backend = \"redis\" is not available in this build yet; use \"embedded\"")]
-    RedisUnavailable,
 }
 
 /// Where a generated secret was written, for the console.
@@ -126,22 +126,51 @@ impl Application {
                     let description = format!("embedded, {}", store.path().display());
                     (Arc::new(store), description)
                 }
-                Backend::Redis => return Err(StartupError::RedisUnavailable),
+                Backend::Redis => {
+                    let store = RedisStore::new(
+                        RedisOptions {
+                            url: settings.store.url.expose_secret().to_string(),
+                            cluster: settings.store.cluster,
+                            prefix: settings.store.prefix.clone(),
+                            path: settings.store.path.clone(),
+                            timeout: Duration::from_millis(settings.store.timeout_ms.max(50)),
+                        },
+                        metrics.clone(),
+                    )?;
+                    let description = store.description();
+                    (Arc::new(store), description)
+                }
             };
 
-        let loaded = store.load().await?;
-        metrics.store_up.set(1);
         let catalog = Arc::new(Catalog::new(metrics.clone()));
-        for rollout in loaded.rollouts {
-            let key = rollout.key.clone();
-            catalog
-                .install(rollout)
-                .map_err(|errors| StartupError::InvalidStoredRollout { key, errors })?;
+        match store.load().await {
+            Ok(loaded) => {
+                metrics.store_up.set(1);
+                for rollout in loaded.rollouts {
+                    let key = rollout.key.clone();
+                    catalog.install(rollout).map_err(|errors| {
+                        StartupError::InvalidStoredRollout {
+                            key,
+                            store: store_description.clone(),
+                            errors,
+                        }
+                    })?;
+                }
+                for (key, user_key) in &loaded.enrollments {
+                    catalog.enroll(key, user_key);
+                }
+                catalog.mark_ready();
+                metrics.last_sync.set(chrono::Utc::now().timestamp() as f64);
+            }
+            // A shared store that is down, with no last-known copy: start unready and let the
+            // follower load the rules when the store is back.
+            Err(StoreError::Unavailable(e)) if settings.store.backend == Backend::Redis => {
+                metrics.store_up.set(0);
+                tracing::warn!(error = %e, "store unavailable and no last-known copy: not ready until it is reachable");
+            }
+            Err(e) => return Err(e.into()),
         }
-        for (key, user_key) in &loaded.enrollments {
-            catalog.enroll(key, user_key);
-        }
-        metrics.last_sync.set(chrono::Utc::now().timestamp() as f64);
+        store.follow(catalog.clone());
 
         let data_dir = settings.store.data_dir();
         let cookie_secret = match &settings.cookies.secret {
@@ -150,8 +179,10 @@ impl Application {
         };
         let signer = CookieSigner::new(cookie_secret.expose_secret().as_bytes());
         let admin = Admin::new(store, catalog.clone(), signer.clone(), metrics.clone());
-        if let Some(created) = admin.ensure_default_rollout().await? {
-            tracing::info!(rollout = %created.key, "created the default rollout at 0 %");
+        if catalog.is_ready() {
+            if let Some(created) = admin.ensure_default_rollout().await? {
+                tracing::info!(rollout = %created.key, "created the default rollout at 0 %");
+            }
         }
 
         let geo = Arc::new(match &settings.geoip.database {
@@ -185,11 +216,11 @@ impl Application {
             settings.legacy.opaque_tokens,
         );
         let state = web::Data::new(AppState {
-            decider: Decider::new(catalog, geo, signer, classifier, metrics.clone()),
+            decider: Decider::new(catalog.clone(), geo, signer, classifier, metrics.clone()),
             admin,
             metrics,
             tokens: Tokens::new(&token_settings),
-            ready: AtomicBool::new(true),
+            catalog: catalog.clone(),
             metrics_require_token: settings.metrics.require_token,
         });
 

@@ -11,7 +11,6 @@ pub mod ops;
 pub mod outcomes;
 pub mod rollouts;
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use actix_web::body::MessageBody;
@@ -20,6 +19,7 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest, HttpResponse, Route};
 
 use crate::admin::Admin;
+use crate::catalog::Catalog;
 use crate::decider::Decider;
 use crate::metrics::Metrics;
 use auth::Tokens;
@@ -31,8 +31,8 @@ pub struct AppState {
     pub admin: Admin,
     pub metrics: Arc<Metrics>,
     pub tokens: Tokens,
-    /// Rules are loaded (`/readyz`).
-    pub ready: AtomicBool,
+    /// The in-memory rules (`/readyz` asks whether they are loaded).
+    pub catalog: Arc<Catalog>,
     pub metrics_require_token: bool,
 }
 

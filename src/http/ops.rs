@@ -1,7 +1,5 @@
 //! Operations endpoints: liveness, readiness, Prometheus metrics and the OpenAPI document.
 
-use std::sync::atomic::Ordering;
-
 use actix_web::http::header::ContentType;
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -14,7 +12,7 @@ pub async fn healthz() -> HttpResponse {
 }
 
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    if state.ready.load(Ordering::Acquire) {
+    if state.catalog.is_ready() {
         Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready"})))
     } else {
         Err(ApiError::NotReady("rules are not loaded yet".into()))

@@ -6,7 +6,9 @@
 //! decisions: those are answered from memory (`crate::catalog`). A store must not validate
 //! rules or know about HTTP.
 
+pub mod dataset;
 pub mod embedded;
+pub mod redis;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -113,6 +115,18 @@ pub enum StoreError {
     },
 }
 
+/// Who hears about changes other replicas made (the in-memory catalog). A backend that is
+/// shared between replicas (Redis) calls it; the embedded store never needs to.
+pub trait ChangeListener: Send + Sync + 'static {
+    /// The current version of a rollout, as the store has it now.
+    fn rollout_changed(&self, rollout: Rollout);
+    fn rollout_removed(&self, key: &str);
+    fn enrolled(&self, key: &str, user_key: &str);
+    fn unenrolled(&self, key: &str, user_key: &str);
+    /// Everything, replacing what the listener had (after a reconnect or a restore).
+    fn replace_all(&self, loaded: Loaded);
+}
+
 #[async_trait]
 pub trait RolloutStore: Send + Sync + 'static {
     /// A short name for logs and metrics (`embedded`, `redis`).
@@ -120,6 +134,12 @@ pub trait RolloutStore: Send + Sync + 'static {
 
     /// Everything needed to decide: all rollouts and all enrollments.
     async fn load(&self) -> Result<Loaded, StoreError>;
+
+    /// Starts following changes made elsewhere (other replicas), if this backend is shared.
+    fn follow(&self, _listener: std::sync::Arc<dyn ChangeListener>) {}
+
+    /// The current version of one rollout, read from the store itself (not a cache).
+    async fn get(&self, key: &str) -> Result<Option<Rollout>, StoreError>;
 
     /// Applies one change atomically (see [`Change`]).
     async fn commit(&self, change: Change) -> Result<(), StoreError>;

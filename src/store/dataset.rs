@@ -1,0 +1,251 @@
+//! Everything a store holds, as one value: rollouts, their history, the audit trail and
+//! enrollments. The embedded store keeps one in a file; the Redis store keeps one as its
+//! last-known copy (and restores Redis from it when Redis comes back empty).
+//!
+//! Pure data and the one compare-and-set rule every backend follows; no I/O except
+//! `read`/`write_atomically` of the file form.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Change, ChangeRecord, EnrollmentPage, HistoryEntry, Loaded, StoreError};
+use crate::rules::Rollout;
+
+/// The file format version this build reads and writes.
+pub const FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dataset {
+    pub format: u32,
+    /// For the Redis store: the generation of the Redis dataset this copy came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<String>,
+    pub rollouts: BTreeMap<String, Rollout>,
+    /// Oldest first.
+    pub history: BTreeMap<String, Vec<HistoryEntry>>,
+    /// Oldest first.
+    pub audit: Vec<ChangeRecord>,
+    pub enrollments: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// What a change replaced, so it can be put back if saving fails.
+pub struct Undo {
+    key: String,
+    rollout: Option<Rollout>,
+    history: Option<Vec<HistoryEntry>>,
+    enrollments: Option<BTreeSet<String>>,
+    audit_len: usize,
+}
+
+impl Undo {
+    pub fn restore(self, data: &mut Dataset) {
+        fn put<T>(map: &mut BTreeMap<String, T>, key: &str, value: Option<T>) {
+            match value {
+                Some(v) => map.insert(key.to_string(), v),
+                None => map.remove(key),
+            };
+        }
+        put(&mut data.rollouts, &self.key, self.rollout);
+        put(&mut data.history, &self.key, self.history);
+        put(&mut data.enrollments, &self.key, self.enrollments);
+        data.audit.truncate(self.audit_len);
+    }
+}
+
+impl Dataset {
+    pub fn empty() -> Dataset {
+        Dataset {
+            format: FORMAT,
+            ..Dataset::default()
+        }
+    }
+
+    /// Reads the file at `path`; `Ok(None)` when there is none. A file that exists but cannot
+    /// be read or parsed is an error naming it.
+    pub fn read(path: &Path) -> Result<Option<Dataset>, StoreError> {
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(StoreError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })
+            }
+        };
+        let data: Dataset =
+            serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt {
+                path: path.display().to_string(),
+                source,
+            })?;
+        if data.format != FORMAT {
+            return Err(StoreError::Io {
+                path: path.display().to_string(),
+                source: std::io::Error::other(format!(
+                    "unsupported format {} (this build reads format {FORMAT})",
+                    data.format
+                )),
+            });
+        }
+        Ok(Some(data))
+    }
+
+    /// Writes `bytes` to `path` so that a crash leaves either the old or the new file, whole:
+    /// temp file, fsync, rename, fsync of the folder.
+    pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&dir)?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "switchyard.json".into());
+        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        let result = (|| {
+            let mut file = std::fs::File::create(&tmp)?;
+            file.write_all(bytes)?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, path)?;
+            std::fs::File::open(&dir)?.sync_all()
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    pub fn to_bytes(&self) -> Result<Vec<u8>, StoreError> {
+        serde_json::to_vec(self).map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    pub fn loaded(&self) -> Loaded {
+        Loaded {
+            rollouts: self.rollouts.values().cloned().collect(),
+            enrollments: self
+                .enrollments
+                .iter()
+                .flat_map(|(k, users)| users.iter().map(move |u| (k.clone(), u.clone())))
+                .collect(),
+        }
+    }
+
+    /// Checks the change's expected version against this dataset (the compare of
+    /// compare-and-set).
+    pub fn check(&self, change: &Change) -> Result<(), StoreError> {
+        let current = self.rollouts.get(&change.key).map(|r| r.version);
+        match (change.expected_version, current) {
+            (None, Some(_)) => Err(StoreError::AlreadyExists(change.key.clone())),
+            (Some(_), None) => Err(StoreError::NotFound(change.key.clone())),
+            (Some(expected), Some(current)) if expected != current => {
+                Err(StoreError::VersionMismatch {
+                    key: change.key.clone(),
+                    expected,
+                    current,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Compare-and-set: applies `change` if its expected version holds; returns how to undo it.
+    pub fn apply(&mut self, change: Change) -> Result<Undo, StoreError> {
+        self.check(&change)?;
+        let undo = Undo {
+            key: change.key.clone(),
+            rollout: self.rollouts.get(&change.key).cloned(),
+            history: self.history.get(&change.key).cloned(),
+            enrollments: self.enrollments.get(&change.key).cloned(),
+            audit_len: self.audit.len(),
+        };
+        match change.next {
+            Some(next) => {
+                self.history
+                    .entry(change.key.clone())
+                    .or_default()
+                    .push(HistoryEntry {
+                        record: change.record.clone(),
+                        rollout: next.clone(),
+                    });
+                self.rollouts.insert(change.key.clone(), next);
+            }
+            None => {
+                self.rollouts.remove(&change.key);
+                self.history.remove(&change.key);
+                self.enrollments.remove(&change.key);
+            }
+        }
+        self.audit.push(change.record);
+        Ok(undo)
+    }
+
+    pub fn history_of(&self, key: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+        if !self.rollouts.contains_key(key) {
+            return Err(StoreError::NotFound(key.to_string()));
+        }
+        Ok(self
+            .history
+            .get(key)
+            .map(|h| h.iter().rev().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    pub fn audit_newest_first(&self, limit: usize) -> Vec<ChangeRecord> {
+        self.audit.iter().rev().take(limit).cloned().collect()
+    }
+
+    pub fn enroll(&mut self, key: &str, user_key: &str) -> bool {
+        self.enrollments
+            .entry(key.to_string())
+            .or_default()
+            .insert(user_key.to_string())
+    }
+
+    pub fn unenroll(&mut self, key: &str, user_key: &str) -> bool {
+        self.enrollments
+            .get_mut(key)
+            .is_some_and(|set| set.remove(user_key))
+    }
+
+    pub fn enrollment_page(
+        &self,
+        key: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<EnrollmentPage, StoreError> {
+        use std::ops::Bound;
+        if !self.rollouts.contains_key(key) {
+            return Err(StoreError::NotFound(key.to_string()));
+        }
+        let Some(set) = self.enrollments.get(key) else {
+            return Ok(EnrollmentPage {
+                user_keys: Vec::new(),
+                next_cursor: None,
+            });
+        };
+        let lower = match cursor {
+            Some(c) => Bound::Excluded(c.to_string()),
+            None => Bound::Unbounded,
+        };
+        let mut user_keys: Vec<String> = set
+            .range((lower, Bound::Unbounded))
+            .take(limit + 1)
+            .cloned()
+            .collect();
+        let next_cursor = if user_keys.len() > limit {
+            user_keys.truncate(limit);
+            user_keys.last().cloned()
+        } else {
+            None
+        };
+        Ok(EnrollmentPage {
+            user_keys,
+            next_cursor,
+        })
+    }
+}
