@@ -1,13 +1,23 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh Debian machine with Rust: installs what the tests need
-# (promtool, for `promtool check metrics`) into target/tools when it is missing, then runs every
-# unit, integration and doc test, and the criterion benches once each in test mode.
+# when it is missing — redis-server and redis-cli (the tests start their own servers and a
+# 3-master cluster on free ports; nothing on 6379 is used), promtool (for
+# `promtool check metrics`, unpacked into target/tools) — then runs every unit, integration and
+# doc test, and the criterion benches once each in test mode.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 tools="$PWD/target/tools"
 mkdir -p "$tools"
 export PATH="$tools/bin:$PATH"
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+  echo "== installing redis-server and redis-tools"
+  as_root apt-get install -y redis-server redis-tools >/dev/null 2>&1 \
+    || { as_root apt-get update >/dev/null && as_root apt-get install -y redis-server redis-tools >/dev/null; }
+fi
 
 # promtool comes from Debian's `prometheus` package; unpack it rather than install a service.
 if ! command -v promtool >/dev/null 2>&1; then

@@ -94,6 +94,17 @@ pub struct OverrideCookie {
     pub expires_at: DateTime<Utc>,
 }
 
+/// One change to commit: the rollout as it was (`None` for a create), its new content
+/// (`None` for a delete), and who did what.
+struct Write<'a> {
+    key: &'a str,
+    previous: Option<&'a Rollout>,
+    content: Option<RolloutContent>,
+    action: Action,
+    restored_version: Option<u64>,
+    actor: &'a str,
+}
+
 pub struct Admin {
     store: Arc<dyn RolloutStore>,
     catalog: Arc<Catalog>,
@@ -259,17 +270,22 @@ impl Admin {
         Ok(())
     }
 
-    async fn commit(
-        &self,
-        op: &str,
-        key: &str,
-        expected_version: Option<u64>,
-        content: Option<RolloutContent>,
-        previous: Option<&RolloutContent>,
-        action: Action,
-        restored_version: Option<u64>,
-        actor: &str,
-    ) -> Result<Option<Rollout>, AdminError> {
+    async fn commit(&self, write: Write<'_>) -> Result<Option<Rollout>, AdminError> {
+        let Write {
+            key,
+            previous,
+            content,
+            action,
+            restored_version,
+            actor,
+        } = write;
+        let op = match action {
+            Action::Created => "create",
+            Action::Updated | Action::RolledBack => "update",
+            Action::Deleted => "delete",
+        };
+        let expected_version = previous.map(|r| r.version);
+        let previous = previous.map(|r| &r.content);
         let version = expected_version.map_or(1, |v| v + 1);
         let at = Utc::now();
         let record = ChangeRecord {
@@ -336,16 +352,14 @@ impl Admin {
         }
         self.check_cookie_name(&key, &content)?;
         let created = self
-            .commit(
-                "create",
-                &key,
-                None,
-                Some(content),
-                None,
-                Action::Created,
-                None,
+            .commit(Write {
+                key: &key,
+                previous: None,
+                content: Some(content),
+                action: Action::Created,
+                restored_version: None,
                 actor,
-            )
+            })
             .await?;
         Ok(created.expect("a create yields a rollout"))
     }
@@ -421,16 +435,14 @@ impl Admin {
             return Ok(current);
         }
         let updated = self
-            .commit(
-                "update",
+            .commit(Write {
                 key,
-                Some(current.version),
-                Some(content),
-                Some(&current.content),
+                previous: Some(&current),
+                content: Some(content),
                 action,
                 restored_version,
                 actor,
-            )
+            })
             .await?;
         Ok(updated.expect("an update yields a rollout"))
     }
@@ -444,16 +456,14 @@ impl Admin {
         let _writer = self.writer.lock().await;
         let current = self.current(key).await?;
         precondition.check(key, current.version)?;
-        self.commit(
-            "delete",
+        self.commit(Write {
             key,
-            Some(current.version),
-            None,
-            Some(&current.content),
-            Action::Deleted,
-            None,
+            previous: Some(&current),
+            content: None,
+            action: Action::Deleted,
+            restored_version: None,
             actor,
-        )
+        })
         .await?;
         Ok(())
     }

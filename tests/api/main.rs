@@ -1,4 +1,14 @@
 //! Black-box tests: the real application on a random port, spoken to over HTTP.
 
+mod cookies;
+mod errors;
+mod evaluation;
 mod helpers;
+mod metrics;
+mod persistence;
+mod redis_server;
+mod replicas;
+mod rollouts;
+mod rules;
+mod sessions;
 mod smoke;

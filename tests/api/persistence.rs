@@ -1,0 +1,230 @@
+//! SPEC §2 and §5: everything survives a restart, and decisions after it are identical; a
+//! corrupt store file stops startup, naming the file, and is left as it was.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use switchyard::startup::Application;
+
+use crate::helpers::*;
+
+/// Everything the API shows about the stored state.
+async fn snapshot(app: &TestApp) -> Value {
+    let list = app.get_json("/v1/rollouts", READ_TOKEN).await;
+    let mut rollouts = serde_json::Map::new();
+    for r in list["rollouts"].as_array().unwrap() {
+        let key = r["key"].as_str().unwrap();
+        let response = app.get(&format!("/v1/rollouts/{key}"), READ_TOKEN).await;
+        let etag = response.headers()["etag"].to_str().unwrap().to_string();
+        let body: Value = response.json().await.unwrap();
+        rollouts.insert(
+            key.to_string(),
+            json!({
+                "etag": etag,
+                "rollout": body,
+                "history": app.get_json(&format!("/v1/rollouts/{key}/history"), READ_TOKEN).await,
+                "enrollments": app
+                    .get_json(&format!("/v1/rollouts/{key}/enrollments"), BACKEND_TOKEN)
+                    .await,
+            }),
+        );
+    }
+    json!({
+        "list": list,
+        "rollouts": rollouts,
+        "audit": app.get_json("/v1/audit", READ_TOKEN).await,
+    })
+}
+
+async fn decisions(app: &TestApp, requests: &[Value]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for r in requests {
+        out.push(app.decide(r.clone()).await);
+    }
+    out
+}
+
+#[tokio::test]
+async fn after_a_restart_every_rollout_version_history_entry_enrollment_and_decision_is_identical()
+{
+    let app = spawn_app().await;
+    app.create_rollout(rollout(
+        "web",
+        100.0,
+        json!([
+            {"id": "office", "when": {"ip_ranges": ["203.0.113.0/24"]}, "then": "stytch"},
+            {"id": "old-ios", "when": {"platforms": ["ios"], "app_version": "<5.2.0"}, "then": "legacy"},
+            {"id": "uk-half", "when": {"countries": ["GB"]}, "then": {"percentage": 50}},
+        ]),
+    ))
+    .await;
+    app.create_rollout(rollout("mobile", 33.33, json!([])))
+        .await;
+    // Sticky cookies minted at 100 %, before the percentage goes down.
+    let mut sticky = Vec::new();
+    for i in 0..10 {
+        let d = app
+            .decide(json!({"rollout": "web", "device_id": format!("d-{i}")}))
+            .await;
+        sticky.push(d["set_cookie"]["value"].as_str().unwrap().to_string());
+    }
+    app.patch_rollout("web", json!({"percentage": 12.5})).await;
+    app.patch_rollout("web", json!({"description": "narrowed"}))
+        .await;
+    app.patch_rollout("mobile", json!({"percentage": 20})).await;
+    let rolled = app
+        .post(
+            "/v1/rollouts/mobile/rollback",
+            ADMIN_TOKEN,
+            &json!({"version": 1}),
+        )
+        .await;
+    assert_eq!(rolled.status(), StatusCode::OK);
+    app.patch_rollout("mobile", json!({"epoch": 3, "percentage": 40}))
+        .await;
+    for user in ["alice", "bob", "carol"] {
+        assert_eq!(app.enroll("web", user).await, StatusCode::CREATED);
+    }
+    assert_eq!(app.enroll("mobile", "dave").await, StatusCode::CREATED);
+    app.send(
+        Method::DELETE,
+        "/v1/rollouts/web/enrollments/bob",
+        Some(BACKEND_TOKEN),
+        None,
+    )
+    .await;
+    let override_cookie = app.mint_override("web", "legacy", 3600).await;
+
+    let mut requests = Vec::new();
+    const IPS: [&str; 3] = ["81.2.69.142", "203.0.113.9", "216.160.83.56"];
+    const PLATFORMS: [&str; 2] = ["ios", "web"];
+    for i in 0..60 {
+        requests.push(json!({
+            "rollout": if i % 2 == 0 { "web" } else { "mobile" },
+            "user_key": format!("user-{i}"),
+            "ip": IPS[i % 3],
+            "platform": PLATFORMS[i % 2],
+            "app_version": "5.1.0",
+        }));
+    }
+    for (i, cookie) in sticky.iter().enumerate() {
+        requests.push(
+            json!({"rollout": "web", "device_id": format!("d-{i}"), "cookies": {"sy_web": cookie}}),
+        );
+    }
+    for user in ["alice", "bob", "carol", "dave"] {
+        requests.push(json!({"rollout": "web", "user_key": user}));
+        requests.push(json!({"rollout": "mobile", "user_key": user}));
+    }
+    requests.push(json!({"rollout": "web", "user_key": "tester", "cookies": {"sy_override": override_cookie}}));
+
+    let before_state = snapshot(&app).await;
+    let before = decisions(&app, &requests).await;
+    // The setup did what it meant to: sticky cookies and enrollments and the override decide.
+    assert!(before.iter().any(|d| d["reason"] == "sticky_cookie"));
+    assert!(before.iter().any(|d| d["reason"] == "enrolled"));
+    assert!(before.iter().any(|d| d["reason"] == "override_cookie"));
+    assert_eq!(
+        before_state["rollouts"]["web"]["enrollments"]["user_keys"],
+        json!(["alice", "carol"])
+    );
+
+    let app = app.restart().await;
+    assert_eq!(snapshot(&app).await, before_state);
+    assert_eq!(decisions(&app, &requests).await, before);
+
+    // And again, after a change made by the restarted instance.
+    app.patch_rollout("mobile", json!({"percentage": 41})).await;
+    let changed_state = snapshot(&app).await;
+    let app = app.restart().await;
+    assert_eq!(snapshot(&app).await, changed_state);
+    let history = app
+        .get_json("/v1/rollouts/mobile/history", READ_TOKEN)
+        .await;
+    assert_eq!(history["history"].as_array().unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn a_deleted_rollout_stays_deleted_after_a_restart() {
+    let app = spawn_app().await;
+    app.create_rollout(rollout("gone", 50.0, json!([]))).await;
+    assert_eq!(app.enroll("gone", "alice").await, StatusCode::CREATED);
+    let response = app
+        .send(Method::DELETE, "/v1/rollouts/gone", Some(ADMIN_TOKEN), None)
+        .await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let app = app.restart().await;
+    assert_error(
+        app.get("/v1/rollouts/gone", READ_TOKEN).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    let default = app.get_json("/v1/rollouts/stytch-login", READ_TOKEN).await;
+    assert_eq!(
+        default["version"], 1,
+        "the default rollout is not created twice"
+    );
+}
+
+async fn assert_startup_refuses(contents: &[u8]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = test_settings(dir.path());
+    let path = settings.store.path.clone();
+    std::fs::write(&path, contents).unwrap();
+    let error = match Application::build(settings).await {
+        Ok(_) => panic!("startup accepted {:?}", String::from_utf8_lossy(contents)),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        error.contains(&path.display().to_string()),
+        "the error names the file: {error}"
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        contents,
+        "the file is left untouched"
+    );
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["switchyard.json"], "nothing else is written");
+    error
+}
+
+#[tokio::test]
+async fn a_corrupt_store_file_stops_startup_naming_the_file_and_is_left_untouched() {
+    // A real store file, cut short as a crash of a non-atomic writer would leave it.
+    let app = spawn_app().await;
+    app.create_rollout(rollout("r", 10.0, json!([]))).await;
+    app.stop().await;
+    let whole = std::fs::read(&app.settings.store.path).unwrap();
+    assert_startup_refuses(&whole[..whole.len() / 2]).await;
+
+    assert_startup_refuses(b"this is not JSON").await;
+    assert_startup_refuses(b"").await;
+    assert_startup_refuses(b"{\"format\": 1, \"rollouts\": 7}").await;
+    assert_startup_refuses(&[0xff, 0xfe, 0x00, 0x01]).await;
+    let unknown_format =
+        String::from_utf8(whole.clone())
+            .unwrap()
+            .replacen("\"format\":1", "\"format\":99", 1);
+    assert!(unknown_format.contains("\"format\":99"));
+    assert_startup_refuses(unknown_format.as_bytes()).await;
+}
+
+#[tokio::test]
+async fn a_store_file_holding_an_invalid_rollout_stops_startup_naming_the_file() {
+    let app = spawn_app().await;
+    app.create_rollout(rollout("r", 10.0, json!([]))).await;
+    app.stop().await;
+    let text = std::fs::read_to_string(&app.settings.store.path).unwrap();
+    let broken = text.replace("\"percentage\":10.0", "\"percentage\":12.345");
+    assert_ne!(broken, text);
+    let error = assert_startup_refuses(broken.as_bytes()).await;
+    assert!(
+        error.contains("'r'") && error.contains("percentage"),
+        "{error}"
+    );
+}

@@ -1,0 +1,435 @@
+//! Several replicas on one Redis (and on a Redis Cluster): propagation, concurrent writers,
+//! outages, a replica started while Redis is down, and Redis coming back empty. Every Redis
+//! here is a real `redis-server` the test starts, stops and flushes itself.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use switchyard::config::Backend;
+
+use crate::helpers::*;
+use crate::redis_server::{RedisCluster, RedisServer};
+
+async fn replica(url: &str, cluster: bool) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let mut settings = test_settings(dir.path());
+    settings.store.backend = Backend::Redis;
+    settings.store.url = secrecy::SecretString::from(url.to_string());
+    settings.store.cluster = cluster;
+    settings.store.path = dir.path().join("last-known.json");
+    spawn_with(settings, dir).await
+}
+
+/// Polls `check` until it holds or `within` passes; returns how long it took.
+async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if check().await {
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("{what}: not within {within:?}");
+}
+
+async fn flow_of(app: &TestApp, key: &str) -> String {
+    app.decide(json!({"rollout": "stytch-login", "user_key": key}))
+        .await["flow"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn metric(app: &TestApp, line_start: &str) -> Option<f64> {
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+async fn decisions(app: &TestApp, n: usize) -> Vec<Value> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let mut d = app
+            .decide(json!({"rollout": "stytch-login", "user_key": format!("user-{i}"), "ip": "81.2.69.142"}))
+            .await;
+        d.as_object_mut().unwrap().remove("set_cookie");
+        out.push(d);
+    }
+    out
+}
+
+/// Adds one to the number in `description`, `times` times, retrying on 412.
+async fn bump(app: &TestApp, times: u64) {
+    for _ in 0..times {
+        loop {
+            let r = app.get("/v1/rollouts/stytch-login", READ_TOKEN).await;
+            let etag = r.headers()["etag"].to_str().unwrap().to_string();
+            let body: Value = r.json().await.unwrap();
+            let n: u64 = body["description"].as_str().unwrap().parse().unwrap_or(0);
+            let r = app
+                .client
+                .patch(app.url("/v1/rollouts/stytch-login"))
+                .bearer_auth(ADMIN_TOKEN)
+                .header("If-Match", etag)
+                .json(&json!({"description": (n + 1).to_string()}))
+                .send()
+                .await
+                .unwrap();
+            if r.status() == StatusCode::OK {
+                break;
+            }
+            assert_eq!(r.status(), StatusCode::PRECONDITION_FAILED);
+        }
+    }
+}
+
+async fn propagation_and_racing_writers(a: &TestApp, b: &TestApp) {
+    // A write on A shows in B's decisions.
+    assert_eq!(flow_of(b, "alice").await, "legacy");
+    a.patch_rollout("stytch-login", json!({"percentage": 100}))
+        .await;
+    let took = eventually(Duration::from_secs(2), "propagation", || async {
+        flow_of(b, "alice").await == "stytch"
+    })
+    .await;
+    println!("propagation A → B took {took:?}");
+
+    // Enrollments reach every replica's memory.
+    a.patch_rollout("stytch-login", json!({"percentage": 0}))
+        .await;
+    let r = a
+        .send(
+            Method::PUT,
+            "/v1/rollouts/stytch-login/enrollments/bob@example.com",
+            Some(BACKEND_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    eventually(Duration::from_secs(2), "enrollment propagation", || async {
+        b.decide(json!({"rollout": "stytch-login", "user_key": "bob@example.com"}))
+            .await["reason"]
+            == "enrolled"
+    })
+    .await;
+
+    // Two replicas racing with the same If-Match: exactly one wins.
+    let etag = a
+        .get("/v1/rollouts/stytch-login", READ_TOKEN)
+        .await
+        .headers()["etag"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let patch = |app: &TestApp, pct: u32| {
+        app.client
+            .patch(app.url("/v1/rollouts/stytch-login"))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("If-Match", etag.clone())
+            .json(&json!({"percentage": pct}))
+            .send()
+    };
+    let (ra, rb) = tokio::join!(patch(a, 10), patch(b, 20));
+    let mut statuses = [ra.unwrap().status(), rb.unwrap().status()];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::PRECONDITION_FAILED]);
+
+    // Many read-modify-write loops across both replicas lose nothing.
+    let increments: u64 = 10;
+    a.patch_rollout("stytch-login", json!({"description": "0"}))
+        .await;
+    tokio::join!(
+        bump(a, increments),
+        bump(b, increments),
+        bump(a, increments),
+        bump(b, increments)
+    );
+    // Every replica converges on all 40 increments (reads are from memory, a few ms behind).
+    for app in [a, b] {
+        eventually(Duration::from_secs(2), "no lost update", || async {
+            let body: Value = app
+                .get("/v1/rollouts/stytch-login", READ_TOKEN)
+                .await
+                .json()
+                .await
+                .unwrap();
+            body["description"] == json!((4 * increments).to_string())
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_on_one_redis_share_every_write_and_never_lose_an_update() {
+    let redis = RedisServer::start();
+    let a = replica(&redis.url(), false).await;
+    let b = replica(&redis.url(), false).await;
+    propagation_and_racing_writers(&a, &b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_on_a_three_master_cluster_share_every_write() {
+    let cluster = RedisCluster::start();
+    let a = replica(&cluster.url(), true).await;
+    let b = replica(&cluster.url(), true).await;
+    propagation_and_racing_writers(&a, &b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_down_decisions_continue_unchanged_writes_are_503_and_it_catches_up() {
+    let mut redis = RedisServer::start();
+    let a = replica(&redis.url(), false).await;
+    let b = replica(&redis.url(), false).await;
+    a.patch_rollout(
+        "stytch-login",
+        json!({"percentage": 50, "rules": [
+        {"id": "uk", "when": {"countries": ["GB"]}, "then": {"percentage": 30}}]}),
+    )
+    .await;
+    eventually(Duration::from_secs(2), "propagation", || async {
+        b.decide(json!({"rollout": "stytch-login", "user_key": "x"}))
+            .await["version"]
+            == 2
+    })
+    .await;
+    let before = decisions(&b, 40).await;
+
+    redis.stop();
+    assert_eq!(decisions(&b, 40).await, before, "same answers from memory");
+    let r = b
+        .send(
+            Method::PATCH,
+            "/v1/rollouts/stytch-login",
+            Some(ADMIN_TOKEN),
+            Some(&json!({"percentage": 60})),
+        )
+        .await;
+    assert_error(r, StatusCode::SERVICE_UNAVAILABLE, "store_unavailable").await;
+    let r = b
+        .send(
+            Method::PUT,
+            "/v1/rollouts/stytch-login/enrollments/carol",
+            Some(BACKEND_TOKEN),
+            None,
+        )
+        .await;
+    assert_error(r, StatusCode::SERVICE_UNAVAILABLE, "store_unavailable").await;
+    assert_eq!(
+        b.client
+            .get(b.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(metric(&b, "switchyard_store_up ").await, Some(0.0));
+    assert!(
+        metric(&b, "switchyard_store_errors_total")
+            .await
+            .unwrap_or(0.0)
+            > 0.0
+    );
+    // History still answers, from the last-known copy.
+    let r = b.get("/v1/rollouts/stytch-login/history", READ_TOKEN).await;
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // Redis comes back (empty): the replicas reconnect by themselves and restore it.
+    redis.restart();
+    eventually(Duration::from_secs(15), "reconnect", || async {
+        metric(&b, "switchyard_store_up ").await == Some(1.0)
+            && metric(&a, "switchyard_store_up ").await == Some(1.0)
+    })
+    .await;
+    eventually(Duration::from_secs(10), "writes work again", || async {
+        b.send(
+            Method::PATCH,
+            "/v1/rollouts/stytch-login",
+            Some(ADMIN_TOKEN),
+            Some(&json!({"description": "after the outage"})),
+        )
+        .await
+        .status()
+            == StatusCode::OK
+    })
+    .await;
+    eventually(Duration::from_secs(2), "A catches up", || async {
+        a.decide(json!({"rollout": "stytch-login", "user_key": "x"}))
+            .await["version"]
+            == 3
+    })
+    .await;
+    let mut after = decisions(&a, 40).await;
+    for d in &mut after {
+        d["version"] = json!(2);
+    }
+    assert_eq!(
+        after, before,
+        "the same users get the same flows after the outage"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_started_while_redis_is_down_serves_its_last_known_rules() {
+    let mut redis = RedisServer::start();
+    let a = replica(&redis.url(), false).await;
+    a.patch_rollout("stytch-login", json!({"percentage": 35}))
+        .await;
+    let r = a
+        .send(
+            Method::PUT,
+            "/v1/rollouts/stytch-login/enrollments/dora",
+            Some(BACKEND_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let before = decisions(&a, 30).await;
+    // The last-known copy is written within a second of a change.
+    let copy = a.settings.store.path.clone();
+    eventually(Duration::from_secs(5), "last-known copy written", || {
+        let copy = copy.clone();
+        async move {
+            std::fs::read_to_string(&copy).is_ok_and(|t| t.contains("dora") && t.contains("35.0"))
+        }
+    })
+    .await;
+    redis.stop();
+    let a = a.restart().await;
+    assert_eq!(
+        a.client
+            .get(a.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(decisions(&a, 30).await, before);
+    assert_eq!(
+        a.decide(json!({"rollout": "stytch-login", "user_key": "dora"}))
+            .await["reason"],
+        "enrolled"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_coming_back_empty_is_restored_from_the_last_known_copy_and_counted() {
+    let redis = RedisServer::start();
+    let a = replica(&redis.url(), false).await;
+    let b = replica(&redis.url(), false).await;
+    a.create_rollout(json!({"key": "mobile", "percentage": 20, "sticky": {"cookie_name": "sy_m"}}))
+        .await;
+    a.patch_rollout("mobile", json!({"percentage": 25})).await;
+    let r = a
+        .send(
+            Method::PUT,
+            "/v1/rollouts/mobile/enrollments/erin",
+            Some(BACKEND_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // A rollout deleted through the API stays deleted, and is no reason to restore anything.
+    a.create_rollout(json!({"key": "doomed", "sticky": {"enabled": false}}))
+        .await;
+    let r = a
+        .send(
+            Method::DELETE,
+            "/v1/rollouts/doomed",
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    eventually(Duration::from_secs(2), "B sees the deletion", || async {
+        b.get("/v1/rollouts/doomed", READ_TOKEN).await.status() == StatusCode::NOT_FOUND
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1200)).await; // let the copies be written
+
+    assert!(redis.cmd("FLUSHALL").contains("OK"));
+    eventually(Duration::from_secs(10), "restored", || async {
+        redis.cmd("HGET {switchyard}:versions mobile").contains('2')
+    })
+    .await;
+    eventually(Duration::from_secs(5), "counted", || async {
+        metric(&a, "switchyard_store_restores_total")
+            .await
+            .unwrap_or(0.0)
+            + metric(&b, "switchyard_store_restores_total")
+                .await
+                .unwrap_or(0.0)
+            == 1.0
+    })
+    .await;
+    let history: Value = b
+        .get("/v1/rollouts/mobile/history", READ_TOKEN)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(history["history"].as_array().unwrap().len(), 2);
+    let audit: Value = b.get("/v1/audit", READ_TOKEN).await.json().await.unwrap();
+    assert!(audit["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["action"] == "deleted"));
+    let page: Value = b
+        .get("/v1/rollouts/mobile/enrollments", BACKEND_TOKEN)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["user_keys"], json!(["erin"]));
+    assert_eq!(
+        b.get("/v1/rollouts/doomed", READ_TOKEN).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    // And writes go on.
+    a.patch_rollout("mobile", json!({"percentage": 30})).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_protected_redis_works_and_a_wrong_password_is_a_clear_unready_state() {
+    let redis = RedisServer::start_with(vec!["--requirepass".into(), "s3cret-pass".into()]);
+    let good = replica(
+        &format!("redis://:s3cret-pass@127.0.0.1:{}", redis.port),
+        false,
+    )
+    .await;
+    good.patch_rollout("stytch-login", json!({"percentage": 5}))
+        .await;
+
+    let bad = replica(&format!("redis://:wrong@127.0.0.1:{}", redis.port), false).await;
+    let r = bad.client.get(bad.url("/readyz")).send().await.unwrap();
+    assert_error(r, StatusCode::SERVICE_UNAVAILABLE, "not_ready").await;
+    assert_eq!(metric(&bad, "switchyard_store_up ").await, Some(0.0));
+    let text = bad
+        .client
+        .get(bad.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!text.contains("s3cret") && !text.contains("wrong@"));
+}
