@@ -12,3 +12,4 @@ mod rollouts;
 mod rules;
 mod sessions;
 mod smoke;
+mod store_contract;

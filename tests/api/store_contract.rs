@@ -1,0 +1,305 @@
+//! One set of contract tests for `RolloutStore`, run on every backend: the embedded file,
+//! a single real `redis-server`, and a real 3-master Redis Cluster.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::json;
+use switchyard::metrics::Metrics;
+use switchyard::rules::Rollout;
+use switchyard::store::embedded::EmbeddedStore;
+use switchyard::store::redis::{RedisOptions, RedisStore};
+use switchyard::store::{Action, Change, ChangeRecord, RolloutStore, StoreError};
+
+use crate::redis_server::{RedisCluster, RedisServer};
+
+/// A store under test, with whatever keeps its backend alive.
+struct Subject {
+    store: Arc<dyn RolloutStore>,
+    _dir: tempfile::TempDir,
+    _servers: Option<Box<dyn std::any::Any>>,
+}
+
+fn embedded() -> Subject {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path().join("store.json")).unwrap();
+    Subject {
+        store: Arc::new(store),
+        _dir: dir,
+        _servers: None,
+    }
+}
+
+async fn redis_on(url: String, cluster: bool, servers: Box<dyn std::any::Any>) -> Subject {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedisStore::new(
+        RedisOptions {
+            url,
+            cluster,
+            prefix: "contract".into(),
+            path: dir.path().join("last-known.json"),
+            timeout: Duration::from_secs(2),
+        },
+        Arc::new(Metrics::new()),
+    )
+    .unwrap();
+    store.load().await.expect("redis reachable");
+    Subject {
+        store: Arc::new(store),
+        _dir: dir,
+        _servers: Some(servers),
+    }
+}
+
+async fn redis() -> Subject {
+    let server = RedisServer::start();
+    redis_on(server.url(), false, Box::new(server)).await
+}
+
+async fn redis_cluster() -> Subject {
+    let cluster = RedisCluster::start();
+    redis_on(cluster.url(), true, Box::new(cluster)).await
+}
+
+fn rollout(key: &str, version: u64, percentage: f64) -> Rollout {
+    serde_json::from_value(json!({
+        "key": key, "description": "", "enabled": true, "percentage": percentage,
+        "salt": "s", "rules": [], "sticky": {"enabled": true, "cookie_name": format!("c_{key}"), "max_age_seconds": 60},
+        "epoch": 1, "legacy_sessions": "reject", "version": version,
+        "updated_at": Utc::now(), "updated_by": "contract"
+    }))
+    .unwrap()
+}
+
+fn change(key: &str, expected: Option<u64>, next: Option<Rollout>, action: Action) -> Change {
+    let version = next.as_ref().map_or(expected.unwrap_or(0), |r| r.version);
+    Change {
+        key: key.into(),
+        expected_version: expected,
+        next,
+        record: ChangeRecord {
+            rollout: key.into(),
+            version,
+            action,
+            actor: "contract".into(),
+            at: Utc::now(),
+            changes: Vec::new(),
+            restored_version: None,
+        },
+    }
+}
+
+async fn create(store: &dyn RolloutStore, key: &str) {
+    store
+        .commit(change(
+            key,
+            None,
+            Some(rollout(key, 1, 0.0)),
+            Action::Created,
+        ))
+        .await
+        .unwrap();
+}
+
+async fn creates_reads_and_refuses_duplicates(s: Subject) {
+    let store = s.store.as_ref();
+    assert_eq!(store.get("a").await.unwrap(), None);
+    create(store, "a").await;
+    assert_eq!(store.get("a").await.unwrap().unwrap().version, 1);
+    let again = store
+        .commit(change(
+            "a",
+            None,
+            Some(rollout("a", 1, 0.0)),
+            Action::Created,
+        ))
+        .await;
+    assert!(
+        matches!(again, Err(StoreError::AlreadyExists(_))),
+        "{again:?}"
+    );
+    let loaded = store.load().await.unwrap();
+    assert_eq!(loaded.rollouts.len(), 1);
+}
+
+async fn writes_compare_and_set_the_version(s: Subject) {
+    let store = s.store.clone();
+    create(store.as_ref(), "a").await;
+    store
+        .commit(change(
+            "a",
+            Some(1),
+            Some(rollout("a", 2, 10.0)),
+            Action::Updated,
+        ))
+        .await
+        .unwrap();
+    let stale = store
+        .commit(change(
+            "a",
+            Some(1),
+            Some(rollout("a", 2, 20.0)),
+            Action::Updated,
+        ))
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::VersionMismatch { current: 2, .. })),
+        "{stale:?}"
+    );
+    let missing = store
+        .commit(change(
+            "nope",
+            Some(1),
+            Some(rollout("nope", 2, 0.0)),
+            Action::Updated,
+        ))
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "{missing:?}"
+    );
+    // Ten writers racing from the same version: exactly one wins.
+    let racers = (0..10).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .commit(change(
+                    "a",
+                    Some(2),
+                    Some(rollout("a", 3, f64::from(i))),
+                    Action::Updated,
+                ))
+                .await
+                .is_ok()
+        })
+    });
+    let wins = futures_util::future::join_all(racers)
+        .await
+        .into_iter()
+        .filter(|r| *r.as_ref().unwrap())
+        .count();
+    assert_eq!(wins, 1);
+    assert_eq!(store.get("a").await.unwrap().unwrap().version, 3);
+}
+
+async fn history_and_audit_are_newest_first_and_deletes_keep_their_audit(s: Subject) {
+    let store = s.store.as_ref();
+    create(store, "a").await;
+    create(store, "b").await;
+    store
+        .commit(change(
+            "a",
+            Some(1),
+            Some(rollout("a", 2, 5.0)),
+            Action::Updated,
+        ))
+        .await
+        .unwrap();
+    let history = store.history("a").await.unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .map(|h| h.rollout.version)
+            .collect::<Vec<_>>(),
+        [2, 1]
+    );
+    assert_eq!(history[0].record.action, Action::Updated);
+    store.enroll("b", "u1").await.unwrap();
+    store
+        .commit(change("b", Some(1), None, Action::Deleted))
+        .await
+        .unwrap();
+    assert_eq!(store.get("b").await.unwrap(), None);
+    assert!(matches!(
+        store.history("b").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.enrollments("b", None, 10).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let audit = store.audit(10).await.unwrap();
+    let seen: Vec<(String, Action)> = audit
+        .iter()
+        .map(|r| (r.rollout.clone(), r.action))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("b".to_string(), Action::Deleted),
+            ("a".to_string(), Action::Updated),
+            ("b".to_string(), Action::Created),
+            ("a".to_string(), Action::Created),
+        ]
+    );
+    assert_eq!(store.audit(2).await.unwrap().len(), 2);
+}
+
+async fn enrollments_are_idempotent_and_page_in_key_order(s: Subject) {
+    let store = s.store.as_ref();
+    create(store, "a").await;
+    assert!(matches!(
+        store.enroll("nope", "u").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(store.enroll("a", "u00").await.unwrap());
+    assert!(!store.enroll("a", "u00").await.unwrap());
+    assert!(store.unenroll("a", "u00").await.unwrap());
+    assert!(!store.unenroll("a", "u00").await.unwrap());
+    let mut keys: Vec<String> = (0..25)
+        .map(|i| format!("user-{i:02}@example.com"))
+        .collect();
+    keys.push("ünïcode@example.com".into());
+    keys.push("Zed".into());
+    for k in &keys {
+        assert!(store.enroll("a", k).await.unwrap());
+    }
+    keys.sort();
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = store.enrollments("a", cursor.as_deref(), 10).await.unwrap();
+        pages += 1;
+        seen.extend(page.user_keys);
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, keys);
+    let loaded = store.load().await.unwrap();
+    assert_eq!(loaded.enrollments.len(), keys.len());
+}
+
+macro_rules! contract {
+    ($($test:ident),* $(,)?) => {
+        mod on_embedded {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test(super::embedded()).await;
+            })*
+        }
+        mod on_redis {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                super::$test(super::redis().await).await;
+            })*
+        }
+        mod on_redis_cluster {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                super::$test(super::redis_cluster().await).await;
+            })*
+        }
+    };
+}
+
+contract!(
+    creates_reads_and_refuses_duplicates,
+    writes_compare_and_set_the_version,
+    history_and_audit_are_newest_first_and_deletes_keep_their_audit,
+    enrollments_are_idempotent_and_page_in_key_order,
+);
