@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh Debian machine with Rust: installs what the tests need
 # when it is missing — redis-server and redis-cli (the tests start their own servers and a
-# 3-master cluster on free ports; nothing on 6379 is used), promtool (for
-# `promtool check metrics`, unpacked into target/tools) — then runs every unit, integration and
-# doc test, and the criterion benches once each in test mode.
+# 3-master cluster on free ports; nothing on 6379 is used), promtool and prometheus (for
+# `promtool check metrics` / `check rules`, and a real Prometheus server that scrapes a running
+# Switchyard and evaluates every PromQL expression of dashboards/; both unpacked into
+# target/tools) — then runs every unit, integration and doc test, and the criterion benches once
+# each in test mode.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,16 +21,17 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/nul
     || { as_root apt-get update >/dev/null && as_root apt-get install -y redis-server redis-tools >/dev/null; }
 fi
 
-# promtool comes from Debian's `prometheus` package; unpack it rather than install a service.
-if ! command -v promtool >/dev/null 2>&1; then
-  echo "== installing promtool into $tools"
+# promtool and prometheus come from Debian's `prometheus` package; unpack it rather than install
+# (and start) a service. The tests start their own Prometheus server on a free port.
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+  echo "== installing promtool and prometheus into $tools"
   work=$(mktemp -d)
   (
     cd "$work"
     apt-get download prometheus >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get download prometheus >/dev/null; }
     dpkg-deb -x prometheus_*.deb root
     mkdir -p "$tools/bin"
-    cp root/usr/bin/promtool "$tools/bin/"
+    cp root/usr/bin/promtool root/usr/bin/prometheus "$tools/bin/"
   )
   rm -rf "$work"
 fi

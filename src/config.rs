@@ -133,6 +133,9 @@ pub struct StoreSettings {
     pub cluster: bool,
     /// redis: connect and command timeout.
     pub timeout_ms: u64,
+    /// redis, with `rediss://`: a PEM file of the CA that signed the server's certificate
+    /// (unset: the system's trusted roots).
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl Default for StoreSettings {
@@ -144,6 +147,7 @@ impl Default for StoreSettings {
             prefix: "switchyard".into(),
             cluster: false,
             timeout_ms: 1000,
+            tls_ca_file: None,
         }
     }
 }

@@ -127,6 +127,15 @@ impl Application {
                     (Arc::new(store), description)
                 }
                 Backend::Redis => {
+                    let tls_ca = match &settings.store.tls_ca_file {
+                        Some(path) => Some(std::fs::read(path).map_err(|source| {
+                            StartupError::SecretFile {
+                                path: path.clone(),
+                                source,
+                            }
+                        })?),
+                        None => None,
+                    };
                     let store = RedisStore::new(
                         RedisOptions {
                             url: settings.store.url.expose_secret().to_string(),
@@ -134,6 +143,7 @@ impl Application {
                             prefix: settings.store.prefix.clone(),
                             path: settings.store.path.clone(),
                             timeout: Duration::from_millis(settings.store.timeout_ms.max(50)),
+                            tls_ca,
                         },
                         metrics.clone(),
                     )?;

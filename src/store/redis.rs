@@ -69,6 +69,8 @@ pub struct RedisOptions {
     /// The last-known copy.
     pub path: PathBuf,
     pub timeout: Duration,
+    /// PEM of a private CA for `rediss://` (none: the system's roots).
+    pub tls_ca: Option<Vec<u8>>,
 }
 
 const STREAM_MAXLEN: &str = "100000";
@@ -246,6 +248,9 @@ pub fn redact_url(url: &str) -> String {
 impl RedisStore {
     /// Creates the store (no connection yet) with its last-known copy, if any.
     pub fn new(options: RedisOptions, metrics: Arc<Metrics>) -> Result<RedisStore, StoreError> {
+        // `rediss://` needs a TLS crypto provider; several may be compiled in, so pick one.
+        // (An error only means one is installed already.)
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mirror = Dataset::read(&options.path)?.unwrap_or_else(Dataset::empty);
         let keys = Keys::new(&options.prefix);
         Ok(RedisStore {
@@ -283,7 +288,14 @@ impl Inner {
         let timeout = self.options.timeout;
         let conn = if self.options.cluster {
             let nodes: Vec<String> = url.split(',').map(|s| s.trim().to_string()).collect();
-            let client = ClusterClientBuilder::new(nodes)
+            let mut builder = ClusterClientBuilder::new(nodes);
+            if let Some(ca) = &self.options.tls_ca {
+                builder = builder.certs(redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.clone()),
+                });
+            }
+            let client = builder
                 .connection_timeout(timeout)
                 .response_timeout(response_timeout)
                 .retries(1)
@@ -296,7 +308,17 @@ impl Inner {
                     .map_err(unavailable)?,
             )
         } else {
-            let client = redis::Client::open(url.as_str()).map_err(unavailable)?;
+            let client = match &self.options.tls_ca {
+                Some(ca) => redis::Client::build_with_tls(
+                    url.as_str(),
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(ca.clone()),
+                    },
+                ),
+                None => redis::Client::open(url.as_str()),
+            }
+            .map_err(unavailable)?;
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(timeout))
                 .set_response_timeout(Some(response_timeout))

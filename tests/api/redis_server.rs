@@ -36,8 +36,54 @@ impl RedisServer {
     }
 
     pub fn start_with(extra: Vec<String>) -> RedisServer {
+        Self::start_on(free_port(), extra)
+    }
+
+    /// A server that speaks only TLS, with a certificate from a private CA made by `openssl`;
+    /// returns it and the CA certificate (PEM) a client must trust.
+    pub fn start_tls() -> (RedisServer, Vec<u8>) {
+        let certs = tempfile::tempdir().expect("temp dir");
+        // A private CA, and a server certificate it signs (for 127.0.0.1).
+        let script = "set -e
+            openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=switchyard-test-ca \\
+              -keyout ca.key -out ca.pem
+            openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout key.pem -out server.csr
+            printf 'subjectAltName=IP:127.0.0.1\\n' > ext.cnf
+            openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \\
+              -extfile ext.cnf -out cert.pem";
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(certs.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("sh and openssl are installed (scripts/test.sh installs openssl)");
+        assert!(status.success(), "making test certificates failed");
+        let port = free_port();
+        let path = |f: &str| certs.path().join(f).display().to_string();
+        let server = Self::start_on(
+            port,
+            vec![
+                "--port".into(),
+                "0".into(),
+                "--tls-port".into(),
+                port.to_string(),
+                "--tls-cert-file".into(),
+                path("cert.pem"),
+                "--tls-key-file".into(),
+                path("key.pem"),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ],
+        );
+        let ca = std::fs::read(certs.path().join("ca.pem")).expect("CA certificate");
+        (server, ca)
+    }
+
+    fn start_on(port: u16, extra: Vec<String>) -> RedisServer {
         let mut server = RedisServer {
-            port: free_port(),
+            port,
             dir: tempfile::tempdir().expect("temp dir"),
             child: None,
             extra,
@@ -60,7 +106,12 @@ impl RedisServer {
             .expect("redis-server is installed (scripts/test.sh installs it)");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
+        let tls = self.extra.iter().any(|a| a == "--tls-port");
         while Instant::now() < deadline {
+            // A TLS-only server is up once its port accepts connections.
+            if tls && TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
             // A password-protected server answers NOAUTH: it is up all the same.
             if command(self.port, "PING").is_ok_and(|r| r.contains("PONG") || r.contains("NOAUTH"))
             {

@@ -13,8 +13,17 @@ use crate::helpers::*;
 use crate::redis_server::{RedisCluster, RedisServer};
 
 async fn replica(url: &str, cluster: bool) -> TestApp {
+    replica_with(url, cluster, None).await
+}
+
+async fn replica_with(url: &str, cluster: bool, ca: Option<&[u8]>) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
     let mut settings = test_settings(dir.path());
+    if let Some(ca) = ca {
+        let path = dir.path().join("redis-ca.pem");
+        std::fs::write(&path, ca).unwrap();
+        settings.store.tls_ca_file = Some(path);
+    }
     settings.store.backend = Backend::Redis;
     settings.store.url = secrecy::SecretString::from(url.to_string());
     settings.store.cluster = cluster;
@@ -432,4 +441,27 @@ async fn a_password_protected_redis_works_and_a_wrong_password_is_a_clear_unread
         .await
         .unwrap();
     assert!(!text.contains("s3cret") && !text.contains("wrong@"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_reach_redis_over_tls_with_a_private_ca() {
+    let (redis, ca) = RedisServer::start_tls();
+    let url = format!("rediss://127.0.0.1:{}", redis.port);
+    let a = replica_with(&url, false, Some(&ca)).await;
+    let b = replica_with(&url, false, Some(&ca)).await;
+    a.patch_rollout("stytch-login", json!({"percentage": 100}))
+        .await;
+    eventually(Duration::from_secs(2), "propagation over TLS", || async {
+        flow_of(&b, "alice").await == "stytch"
+    })
+    .await;
+    // Without the CA, the server's certificate is not trusted: not ready, never a crash.
+    let untrusting = replica(&url, false).await;
+    let r = untrusting
+        .client
+        .get(untrusting.url("/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, StatusCode::SERVICE_UNAVAILABLE, "not_ready").await;
 }

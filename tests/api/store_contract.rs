@@ -40,6 +40,7 @@ async fn redis_on(url: String, cluster: bool, servers: Box<dyn std::any::Any>) -
             prefix: "contract".into(),
             path: dir.path().join("last-known.json"),
             timeout: Duration::from_secs(2),
+            tls_ca: None,
         },
         Arc::new(Metrics::new()),
     )
