@@ -256,6 +256,69 @@ impl Default for LegacySettings {
     }
 }
 
+/// How bad a problem is: errors stop startup, warnings are logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One problem with one setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub severity: Severity,
+    pub setting: String,
+    pub message: String,
+}
+
+impl Problem {
+    fn error(setting: &str, message: String) -> Problem {
+        Problem {
+            severity: Severity::Error,
+            setting: setting.to_string(),
+            message,
+        }
+    }
+
+    fn warning(setting: &str, message: String) -> Problem {
+        Problem {
+            severity: Severity::Warning,
+            setting: setting.to_string(),
+            message,
+        }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let level = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, "{level}: {}: {}", self.setting, self.message)
+    }
+}
+
+/// Values from our own documentation and the usual placeholders: never a real secret.
+const PLACEHOLDERS: [&str; 8] = [
+    "changeme",
+    "change-me",
+    "secret",
+    "password",
+    "at least 32 random bytes",
+    "the same secret on every replica, at least 32 bytes",
+    "a long random string",
+    "another long random string",
+];
+
+fn is_placeholder(value: &str) -> bool {
+    let v = value.trim().to_ascii_lowercase();
+    PLACEHOLDERS.contains(&v.as_str())
+        || v.chars().all(|c| c == v.chars().next().unwrap_or('x'))
+        || v.contains("changeme")
+        || v.contains("change-me")
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("configuration: {0}")]
@@ -304,52 +367,213 @@ impl Settings {
         );
         let mut settings: Settings = builder.build()?.try_deserialize()?;
         settings.environment = environment;
-        settings.check()?;
         Ok(settings)
     }
 
-    /// Checks that hold in every environment.
-    pub fn check(&self) -> Result<(), ConfigError> {
-        self.server.bind.parse::<SocketAddr>().map_err(|e| {
-            ConfigError::Invalid(format!("server.bind '{}': {e}", self.server.bind))
-        })?;
+    /// Every problem with these settings, errors first. Errors stop startup in any
+    /// environment; the `live` checks of SPEC §7 are errors only when `SWITCHYARD_ENV=live`.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut found = Vec::new();
+        let mut error =
+            |setting: &str, message: String| found.push(Problem::error(setting, message));
+        if let Err(e) = self.server.bind.parse::<SocketAddr>() {
+            error(
+                "server.bind",
+                format!("'{}' is not an address: {e}", self.server.bind),
+            );
+        }
         if self.server.max_body_bytes < 256 {
-            return Err(ConfigError::Invalid(
-                "server.max_body_bytes must be at least 256".into(),
-            ));
+            error("server.max_body_bytes", "must be at least 256".into());
         }
         let mut names = std::collections::HashSet::new();
         for (i, t) in self.tokens.iter().enumerate() {
+            let at = format!("tokens[{i}]");
             if t.name.trim().is_empty() {
-                return Err(ConfigError::Invalid(format!("tokens[{i}].name is empty")));
-            }
-            if !names.insert(t.name.as_str()) {
-                return Err(ConfigError::Invalid(format!(
-                    "tokens[{i}].name '{}' is used twice",
-                    t.name
-                )));
+                error(&format!("{at}.name"), "empty".into());
+            } else if !names.insert(t.name.as_str()) {
+                error(&format!("{at}.name"), format!("'{}' is used twice", t.name));
             }
             if t.token.expose_secret().len() < 16 {
-                return Err(ConfigError::Invalid(format!(
-                    "tokens[{i}] ('{}'): the token must be at least 16 characters",
-                    t.name
-                )));
+                error(
+                    &format!("{at}.token"),
+                    format!("('{}') must be at least 16 characters", t.name),
+                );
+            } else if is_placeholder(t.token.expose_secret()) {
+                error(
+                    &format!("{at}.token"),
+                    format!("('{}') a placeholder from the documentation", t.name),
+                );
             }
             if t.scopes.is_empty() {
-                return Err(ConfigError::Invalid(format!(
-                    "tokens[{i}] ('{}') has no scopes",
-                    t.name
-                )));
+                error(&format!("{at}.scopes"), format!("('{}') empty", t.name));
             }
         }
-        if let Some(secret) = &self.cookies.secret {
-            if secret.expose_secret().len() < 32 {
-                return Err(ConfigError::Invalid(
-                    "cookies.secret must be at least 32 bytes".into(),
-                ));
+        match &self.cookies.secret {
+            Some(secret) if secret.expose_secret().len() < 32 => {
+                error("cookies.secret", "must be at least 32 bytes".into())
             }
+            Some(secret) if is_placeholder(secret.expose_secret()) => error(
+                "cookies.secret",
+                "a known default (from the documentation); generate one, e.g. `openssl rand -hex 32`".into(),
+            ),
+            _ => {}
         }
-        Ok(())
+        if self.environment == Environment::Live {
+            if self.cookies.secret.is_none() {
+                error(
+                    "cookies.secret",
+                    "missing: in live every replica needs the same configured secret (at least 32 bytes)".into(),
+                );
+            }
+            if !self.has_admin_token() {
+                error(
+                    "tokens",
+                    "no token has the admin scope: in live no admin token is generated".into(),
+                );
+            }
+            let test_values = [
+                (
+                    "stytch.project_id",
+                    self.stytch.project_id.clone(),
+                    "project-test-",
+                ),
+                (
+                    "stytch.public_token",
+                    self.stytch
+                        .public_token
+                        .as_ref()
+                        .map(|s| s.expose_secret().to_string()),
+                    "public-token-test-",
+                ),
+                (
+                    "stytch.secret",
+                    self.stytch
+                        .secret
+                        .as_ref()
+                        .map(|s| s.expose_secret().to_string()),
+                    "secret-test-",
+                ),
+            ];
+            for (setting, value, prefix) in test_values {
+                if value.is_some_and(|v| v.trim().starts_with(prefix)) {
+                    error(
+                        setting,
+                        format!(
+                            "a Stytch test-environment value ('{prefix}…') but SWITCHYARD_ENV=live"
+                        ),
+                    );
+                }
+            }
+            for (i, issuer) in self.stytch.issuers.iter().enumerate() {
+                if issuer.contains("project-test-") {
+                    error(
+                        &format!("stytch.issuers[{i}]"),
+                        "a Stytch test project but SWITCHYARD_ENV=live".into(),
+                    );
+                }
+            }
+        } else if self
+            .stytch
+            .project_id
+            .as_deref()
+            .is_some_and(|p| p.starts_with("project-live-"))
+        {
+            found.push(Problem::warning(
+                "stytch.project_id",
+                "a live project but SWITCHYARD_ENV is test".into(),
+            ));
+        }
+        found.sort_by_key(|p| p.severity);
+        found
+    }
+
+    /// The settings as a reader may see them: every secret redacted.
+    pub fn redacted(&self) -> String {
+        use std::fmt::Write;
+        let secret = |s: &Option<SecretString>| match s {
+            Some(s) => format!("\"[REDACTED, {} bytes]\"", s.expose_secret().len()),
+            None => "(unset)".to_string(),
+        };
+        let mut out = String::new();
+        let _ = writeln!(out, "# SWITCHYARD_ENV = {}", self.environment.as_str());
+        let _ = writeln!(
+            out,
+            "[server]\nbind = {:?}\nmax_body_bytes = {}\nworkers = {}",
+            self.server.bind,
+            self.server.max_body_bytes,
+            self.server
+                .workers
+                .map_or("(one per core)".into(), |w| w.to_string())
+        );
+        let _ = writeln!(
+            out,
+            "\n[store]\nbackend = {:?}\npath = {:?}\nurl = {:?}\nprefix = {:?}\ncluster = {}\ntimeout_ms = {}\ntls_ca_file = {}",
+            match self.store.backend { Backend::Embedded => "embedded", Backend::Redis => "redis" },
+            self.store.path.display().to_string(),
+            crate::store::redis::redact_url(self.store.url.expose_secret()),
+            self.store.prefix,
+            self.store.cluster,
+            self.store.timeout_ms,
+            self.store.tls_ca_file.as_ref().map_or("(unset)".into(), |p| format!("{:?}", p.display().to_string())),
+        );
+        let _ = writeln!(
+            out,
+            "\n[geoip]\ndatabase = {}\nreload_interval_seconds = {}",
+            self.geoip
+                .database
+                .as_ref()
+                .map_or("(unset)".into(), |p| format!(
+                    "{:?}",
+                    p.display().to_string()
+                )),
+            self.geoip.reload_interval_seconds
+        );
+        let _ = writeln!(
+            out,
+            "\n[cookies]\nsecret = {}",
+            secret(&self.cookies.secret)
+        );
+        let _ = writeln!(
+            out,
+            "\n[metrics]\nrequire_token = {}",
+            self.metrics.require_token
+        );
+        let _ = writeln!(
+            out,
+            "\n[log]\nformat = {:?}\nlevel = {:?}",
+            match self.log.format {
+                LogFormat::Text => "text",
+                LogFormat::Json => "json",
+            },
+            self.log.level
+        );
+        let _ = writeln!(
+            out,
+            "\n[stytch]\nproject_id = {}\nissuers = {:?}\npublic_token = {}\nsecret = {}",
+            self.stytch
+                .project_id
+                .as_ref()
+                .map_or("(unset)".into(), |p| format!("{p:?}")),
+            self.stytch.issuers,
+            secret(&self.stytch.public_token),
+            secret(&self.stytch.secret),
+        );
+        let _ = writeln!(
+            out,
+            "\n[legacy]\nissuers = {:?}\nopaque_tokens = {}",
+            self.legacy.issuers, self.legacy.opaque_tokens
+        );
+        for t in &self.tokens {
+            let scopes: Vec<&str> = t.scopes.iter().map(|s| s.as_str()).collect();
+            let _ = writeln!(
+                out,
+                "\n[[tokens]]\nname = {:?}\ntoken = \"[REDACTED, {} bytes]\"\nscopes = {:?}",
+                t.name,
+                t.token.expose_secret().len(),
+                scopes
+            );
+        }
+        out
     }
 
     pub fn has_admin_token(&self) -> bool {

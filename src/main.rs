@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use switchyard::config::{LogFormat, Settings};
+use switchyard::config::{LogFormat, Problem, Settings, Severity};
 use switchyard::startup::Application;
 
 #[derive(Parser)]
@@ -25,6 +25,9 @@ struct Cli {
 enum Command {
     /// Serve the API (the default).
     Serve,
+    /// Print the effective configuration (secrets redacted) and every problem found.
+    /// Exit code: 0 no errors, 1 errors found, 2 the configuration cannot be loaded.
+    CheckConfig,
     /// Exit 0 when the service at URL answers its health check (for container HEALTHCHECKs).
     Healthcheck {
         #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
@@ -93,7 +96,39 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let problems = settings.problems();
+    if let Some(Command::CheckConfig) = &cli.command {
+        print!("{}", settings.redacted());
+        if problems.is_empty() {
+            println!("\n# no problems found");
+        } else {
+            println!("\n# problems");
+            for p in &problems {
+                println!("{p}");
+            }
+        }
+        let errors = problems.iter().any(|p| p.severity == Severity::Error);
+        return ExitCode::from(u8::from(errors));
+    }
+    let errors: Vec<&Problem> = problems
+        .iter()
+        .filter(|p| p.severity == Severity::Error)
+        .collect();
+    if !errors.is_empty() {
+        eprintln!(
+            "switchyard: refusing to start (SWITCHYARD_ENV={}): {} problem(s) in the configuration",
+            settings.environment.as_str(),
+            errors.len()
+        );
+        for p in errors {
+            eprintln!("  {p}");
+        }
+        return ExitCode::from(1);
+    }
     init_logging(&settings);
+    for p in problems.iter().filter(|p| p.severity == Severity::Warning) {
+        tracing::warn!(setting = %p.setting, "{}", p.message);
+    }
     let bind = settings.server.bind.clone();
     let app = match Application::build(settings).await {
         Ok(app) => app,

@@ -206,7 +206,10 @@ impl Application {
         });
 
         let mut token_settings = settings.tokens.clone();
-        let generated_admin_token = if settings.has_admin_token() {
+        // Never in live: there an admin token must be configured (see `Settings::problems`).
+        let generated_admin_token = if settings.has_admin_token()
+            || settings.environment == crate::config::Environment::Live
+        {
             None
         } else {
             let path = data_dir.join("admin-token");
