@@ -1,11 +1,13 @@
 //! Black-box tests: the real application on a random port, spoken to over HTTP.
 
+mod cli;
 mod cookies;
 mod errors;
 mod evaluation;
 mod helpers;
 mod metrics;
 mod persistence;
+mod prometheus;
 mod redis_server;
 mod replicas;
 mod rollouts;

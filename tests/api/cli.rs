@@ -1,0 +1,467 @@
+//! The `switchyard` binary itself: layered configuration, `check-config`, the live-environment
+//! refusals of SPEC §7, and logs that never hold a secret.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::redis_server::RedisServer;
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+const GOOD_SECRET: &str = "f3a9c1e07b2d4c6e8a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d";
+const ADMIN: &str = "admin-token-for-cli-tests-0123";
+
+/// A command for the binary in `dir`, with a clean environment of Switchyard variables.
+fn switchyard(dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("SWITCHYARD") || key == "RUST_LOG" {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+fn live_config(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let path = dir.join("live.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[server]
+bind = "127.0.0.1:0"
+[store]
+path = "{data}/switchyard.json"
+[cookies]
+secret = "{GOOD_SECRET}"
+[stytch]
+project_id = "project-live-1234"
+[[tokens]]
+name = "deploy-bot"
+token = "{ADMIN}"
+scopes = ["admin", "decide"]
+{extra}
+"#,
+            data = dir.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn output_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Starts the binary and waits for its "listening on" line; returns the child and base URL.
+fn start(mut cmd: Command) -> (Child, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            let url = rest.split_whitespace().next().unwrap().to_string();
+            // Keep draining stdout so the child never blocks on a full pipe.
+            std::thread::spawn(move || lines.for_each(drop));
+            return (child, url);
+        }
+    }
+    let _ = child.kill();
+    panic!("switchyard did not start");
+}
+
+#[test]
+fn each_live_refusal_names_its_problem_and_exits_non_zero() {
+    let cases: [(&str, &str, &str); 8] = [
+        (
+            "stytch.project_id",
+            "SWITCHYARD__STYTCH__PROJECT_ID",
+            "project-test-5678",
+        ),
+        (
+            "stytch.public_token",
+            "SWITCHYARD__STYTCH__PUBLIC_TOKEN",
+            "public-token-test-abcdef",
+        ),
+        (
+            "stytch.secret",
+            "SWITCHYARD__STYTCH__SECRET",
+            "secret-test-abcdef",
+        ),
+        (
+            "cookies.secret",
+            "SWITCHYARD__COOKIES__SECRET",
+            "too-short-secret",
+        ),
+        (
+            "cookies.secret",
+            "SWITCHYARD__COOKIES__SECRET",
+            "changeme-changeme-changeme-changeme",
+        ),
+        (
+            "cookies.secret",
+            "SWITCHYARD__COOKIES__SECRET",
+            "the same secret on every replica, at least 32 bytes",
+        ),
+        (
+            "stytch.issuers[0]",
+            "SWITCHYARD__STYTCH__ISSUERS",
+            "stytch.com/project-test-5678",
+        ),
+        ("tokens[0].token", "SWITCHYARD__TOKENS", ""),
+    ];
+    for (setting, var, value) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let config = if var == "SWITCHYARD__TOKENS" {
+            // A placeholder token from the documentation.
+            let path = live_config(dir.path(), "");
+            let text = std::fs::read_to_string(&path)
+                .unwrap()
+                .replace(ADMIN, "a long random string");
+            std::fs::write(&path, text).unwrap();
+            path
+        } else {
+            live_config(dir.path(), "")
+        };
+        let mut cmd = switchyard(dir.path());
+        cmd.env("SWITCHYARD_ENV", "live")
+            .arg("--config")
+            .arg(&config);
+        if var == "SWITCHYARD__STYTCH__ISSUERS" {
+            let text = std::fs::read_to_string(&config)
+                .unwrap()
+                .replace("[stytch]", &format!("[stytch]\nissuers = [\"{value}\"]"));
+            std::fs::write(&config, text).unwrap();
+        } else if var != "SWITCHYARD__TOKENS" {
+            cmd.env(var, value);
+        }
+        let out = cmd.output().unwrap();
+        let text = output_text(&out);
+        assert_eq!(out.status.code(), Some(1), "{setting}: {text}");
+        assert!(text.contains("refusing to start"), "{setting}: {text}");
+        assert!(
+            text.contains(&format!("error: {setting}:")),
+            "{setting}: {text}"
+        );
+        if !value.is_empty() && setting == "cookies.secret" {
+            assert!(
+                !text.contains(value),
+                "the secret itself is never printed: {text}"
+            );
+        }
+    }
+    // Missing cookie secret, and no admin token.
+    let dir = tempfile::tempdir().unwrap();
+    let config = live_config(dir.path(), "");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(&format!("secret = \"{GOOD_SECRET}\""), "")
+        .replace("\"admin\", ", "");
+    std::fs::write(&config, text).unwrap();
+    let out = switchyard(dir.path())
+        .env("SWITCHYARD_ENV", "live")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("error: cookies.secret: missing"), "{text}");
+    assert!(
+        text.contains("error: tokens: no token has the admin scope"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_sound_live_configuration_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = live_config(dir.path(), "");
+    let mut cmd = switchyard(dir.path());
+    cmd.env("SWITCHYARD_ENV", "live")
+        .arg("--config")
+        .arg(&config);
+    let (mut child, url) = start(cmd);
+    let health = blocking_get(&format!("{url}/healthz"));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(health.contains("ok"), "{health}");
+    assert!(
+        !dir.path().join("admin-token").exists(),
+        "no admin token is generated in live"
+    );
+}
+
+#[test]
+fn check_config_prints_the_effective_configuration_redacted_with_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = live_config(dir.path(), "");
+    let out = switchyard(dir.path())
+        .env("SWITCHYARD_ENV", "live")
+        .env(
+            "SWITCHYARD__STORE__URL",
+            "redis://:hunter2-redis-pass@10.0.0.5:6379",
+        )
+        .args(["--config"])
+        .arg(&config)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("# SWITCHYARD_ENV = live"), "{text}");
+    assert!(text.contains("no problems found"), "{text}");
+    assert!(
+        text.contains("project_id = \"project-live-1234\""),
+        "{text}"
+    );
+    assert!(text.contains("redis://***@10.0.0.5:6379"), "{text}");
+    for secret in [GOOD_SECRET, ADMIN, "hunter2-redis-pass"] {
+        assert!(!text.contains(secret), "{secret} leaked: {text}");
+    }
+
+    let out = switchyard(dir.path())
+        .env("SWITCHYARD_ENV", "live")
+        .env("SWITCHYARD__STYTCH__PROJECT_ID", "project-test-1")
+        .arg("--config")
+        .arg(&config)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("error: stytch.project_id:"), "{text}");
+
+    std::fs::write(dir.path().join("broken.toml"), "[server\nbind = ").unwrap();
+    let out = switchyard(dir.path())
+        .args(["--config", "broken.toml", "check-config"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+}
+
+#[test]
+fn configuration_is_layered_from_defaults_files_env_file_and_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("config")).unwrap();
+    std::fs::write(
+        d.join("config/default.toml"),
+        "[server]\nmax_body_bytes = 1000\n[store]\nprefix = \"from-default\"\n[log]\nlevel = \"warn\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("config/test.toml"),
+        "[store]\nprefix = \"from-test\"\ntimeout_ms = 250\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("config/live.toml"),
+        "[store]\nprefix = \"from-live\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("extra.toml"),
+        "[store]\nprefix = \"from-file\"\ncluster = true\n",
+    )
+    .unwrap();
+    std::fs::write(d.join(".env-test"), "SWITCHYARD__LOG__LEVEL=debug\n").unwrap();
+    std::fs::write(d.join(".env-live"), "SWITCHYARD__LOG__LEVEL=error\n").unwrap();
+    let check = |cmd: &mut Command| output_text(&cmd.arg("check-config").output().unwrap());
+
+    let text = check(&mut switchyard(d));
+    assert!(text.contains("max_body_bytes = 1000"), "{text}");
+    assert!(text.contains("prefix = \"from-test\""), "{text}");
+    assert!(text.contains("timeout_ms = 250"), "{text}");
+    assert!(
+        text.contains("level = \"debug\""),
+        ".env-test is read: {text}"
+    );
+
+    let text = check(switchyard(d).arg("--config").arg("extra.toml"));
+    assert!(
+        text.contains("prefix = \"from-file\"") && text.contains("cluster = true"),
+        "{text}"
+    );
+    let text = check(switchyard(d).env("SWITCHYARD_CONFIG", "extra.toml"));
+    assert!(text.contains("prefix = \"from-file\""), "{text}");
+
+    let text = check(
+        switchyard(d)
+            .arg("--config")
+            .arg("extra.toml")
+            .env("SWITCHYARD__STORE__PREFIX", "from-variable"),
+    );
+    assert!(text.contains("prefix = \"from-variable\""), "{text}");
+
+    let text = check(switchyard(d).env("SWITCHYARD_ENV", "live"));
+    assert!(text.contains("prefix = \"from-live\""), "{text}");
+    assert!(
+        text.contains("level = \"error\""),
+        ".env-live, not .env-test: {text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_logs_never_contain_a_token_a_jwt_the_cookie_secret_or_a_redis_password() {
+    use base64::Engine;
+    let mut redis =
+        RedisServer::start_with(vec!["--requirepass".into(), "redis-pass-7f3e9a".into()]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[server]
+bind = "127.0.0.1:0"
+[store]
+backend = "redis"
+url = "redis://:redis-pass-7f3e9a@127.0.0.1:{port}"
+path = "{data}/copy.json"
+[cookies]
+secret = "{GOOD_SECRET}"
+[stytch]
+project_id = "project-test-1234"
+[[tokens]]
+name = "everything"
+token = "{ADMIN}"
+scopes = ["admin", "decide", "enroll", "report", "read"]
+"#,
+            port = redis.port,
+            data = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = switchyard(dir.path());
+    cmd.arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "trace,h2=info,hyper=info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    for stream in [
+        Box::new(stdout) as Box<dyn std::io::Read + Send>,
+        Box::new(stderr),
+    ] {
+        let logs = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                logs.lock().unwrap().push_str(&line);
+                logs.lock().unwrap().push('\n');
+            }
+        });
+    }
+    let url = loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let text = logs.lock().unwrap().clone();
+        if let Some(rest) = text.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let jwt = format!(
+        "{}.{}.c2lnbmF0dXJlLXNlY3JldA",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256"}"#),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(r#"{"iss":"stytch.com/project-test-1234","sub":"user-test-jwt-subject"}"#)
+    );
+    let client = reqwest::Client::new();
+    let decide = |body: serde_json::Value| {
+        client
+            .post(format!("{url}/v1/decide"))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+    };
+    let first: serde_json::Value =
+        decide(json!({"rollout": "stytch-login", "user_key": "u1", "session_token": jwt}))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(first["session"]["source"], "stytch");
+    let cookie = first["set_cookie"]["value"].as_str().unwrap().to_string();
+    decide(json!({"rollout": "stytch-login", "user_key": "u1", "cookies": {"sy_flow": cookie}}))
+        .await
+        .unwrap();
+    decide(json!({"rollout": "stytch-login", "user_key": "u1", "session_token": "opaque-legacy-session-9d8c"}))
+        .await
+        .unwrap();
+    client
+        .patch(format!("{url}/v1/rollouts/stytch-login"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"percentage": 10}))
+        .send()
+        .await
+        .unwrap();
+    client
+        .get(format!("{url}/v1/rollouts"))
+        .bearer_auth("wrong-token-but-long-enough-1234")
+        .send()
+        .await
+        .unwrap();
+    // Redis goes away: error logs too must stay clean.
+    redis.stop();
+    decide(json!({"rollout": "stytch-login", "user_key": "u1"}))
+        .await
+        .unwrap();
+    client
+        .patch(format!("{url}/v1/rollouts/stytch-login"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"percentage": 20}))
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = logs.lock().unwrap().clone();
+    assert!(
+        text.contains("DEBUG") || text.contains("TRACE"),
+        "debug logging was on: {text}"
+    );
+    assert!(text.contains("lost Redis"), "the outage was logged: {text}");
+    for secret in [
+        ADMIN,
+        GOOD_SECRET,
+        "redis-pass-7f3e9a",
+        jwt.as_str(),
+        "user-test-jwt-subject",
+        "opaque-legacy-session-9d8c",
+        "wrong-token-but-long-enough-1234",
+        cookie.as_str(),
+    ] {
+        assert!(!text.contains(secret), "{secret} appears in the logs");
+    }
+}
+
+/// A tiny blocking GET over a std socket, for tests that run no async runtime.
+fn blocking_get(url: &str) -> String {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, String::from("/")), |(h, p)| (h, format!("/{p}")));
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).unwrap();
+    out
+}
