@@ -6,6 +6,7 @@ mod errors;
 mod evaluation;
 mod helpers;
 mod metrics;
+mod middleware_example;
 mod persistence;
 mod prometheus;
 mod redis_server;
