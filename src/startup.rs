@@ -249,7 +249,7 @@ impl Application {
             App::new()
                 .app_data(app_state.clone())
                 .app_data(limit)
-                .wrap(from_fn(http::count_requests))
+                .wrap(from_fn(http::observe_requests))
                 .configure(http::configure)
         })
         .listen(listener)

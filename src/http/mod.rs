@@ -120,22 +120,47 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .default_service(web::to(not_found));
 }
 
-/// Counts every answer in `switchyard_http_requests_total{route,status}`; the route is the
-/// matched pattern, never the raw path (which may hold user keys).
-pub async fn count_requests(
+/// The header that carries a request's id, in and out.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// A caller's request id if it is sane (1–128 visible ASCII characters), else a new one.
+fn request_id(req: &ServiceRequest) -> String {
+    req.headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string)
+}
+
+/// Gives every request an id (from `X-Request-Id`, or made) that every log line of the request
+/// carries and the response echoes, and counts every answer in
+/// `switchyard_http_requests_total{route,status}` — the route is the matched pattern, never the
+/// raw path (which may hold user keys).
+pub async fn observe_requests(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    use tracing::Instrument;
     let metrics = req
         .app_data::<web::Data<AppState>>()
         .map(|s| s.metrics.clone());
-    let response = next.call(req).await?;
+    let id = request_id(&req);
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method());
+    let mut response = next.call(req).instrument(span.clone()).await?;
+    let route = response.request().match_name().unwrap_or("unmatched");
+    let status = response.status();
+    span.in_scope(|| tracing::debug!(route, status = status.as_u16(), "answered"));
     if let Some(metrics) = metrics {
-        let route = response.request().match_name().unwrap_or("unmatched");
         metrics
             .http_requests
-            .with_label_values(&[route, response.status().as_str()])
+            .with_label_values(&[route, status.as_str()])
             .inc();
+    }
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&id) {
+        response.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static(REQUEST_ID),
+            value,
+        );
     }
     Ok(response)
 }

@@ -465,3 +465,65 @@ fn blocking_get(url: &str) -> String {
     stream.read_to_string(&mut out).unwrap();
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_has_an_id_and_admin_changes_are_json_log_lines_with_actor_rollout_and_version(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = switchyard(dir.path());
+    cmd.env("SWITCHYARD__SERVER__BIND", "127.0.0.1:0")
+        .env("SWITCHYARD__LOG__FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let stdout = child.stdout.take().unwrap();
+    {
+        let lines = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+    }
+    let url = loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let found = lines.lock().unwrap().iter().find_map(|l| {
+            l.split("listening on ")
+                .nth(1)
+                .map(|r| r.split_whitespace().next().unwrap().to_string())
+        });
+        if let Some(url) = found {
+            break url;
+        }
+    };
+    let token = std::fs::read_to_string(dir.path().join("data/admin-token")).unwrap();
+    let client = ::reqwest::Client::new();
+    let r = client
+        .patch(format!("{url}/v1/rollouts/stytch-login"))
+        .bearer_auth(token.trim())
+        .header("X-Request-Id", "req-from-the-caller-42")
+        .json(&json!({"percentage": 12.5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "req-from-the-caller-42");
+    let r = client.get(format!("{url}/healthz")).send().await.unwrap();
+    let made = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(made.len(), 36, "a UUID is made when none is given: {made}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let lines = lines.lock().unwrap().clone();
+    let change = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "rollout changed" && v["fields"]["version"] == 2)
+        .unwrap_or_else(|| panic!("no JSON line for the change: {lines:#?}"));
+    assert_eq!(change["fields"]["actor"], "local-admin");
+    assert_eq!(change["fields"]["rollout"], "stytch-login");
+    assert_eq!(
+        change["span"]["request_id"], "req-from-the-caller-42",
+        "{change}"
+    );
+}
