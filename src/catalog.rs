@@ -124,7 +124,7 @@ impl Catalog {
             next.insert(
                 key.as_str().into(),
                 Arc::new(LiveRollout {
-                    counters: self.metrics.rollout_counters(&key),
+                    counters: self.metrics.rollout_counters(&key, &compiled.rule_ids()),
                     enrollments: enrollments.clone(),
                     compiled,
                     rollout,
@@ -179,7 +179,7 @@ impl Catalog {
         }
         let key = rollout.key.clone();
         let live = Arc::new(LiveRollout {
-            counters: self.metrics.rollout_counters(&key),
+            counters: self.metrics.rollout_counters(&key, &compiled.rule_ids()),
             enrollments: self.enrollment_set(&key),
             compiled,
             rollout,

@@ -176,6 +176,9 @@ impl Decider {
         let session_action = action_for(decision.flow, session_source, rollout.legacy_sessions);
 
         live.counters.decision(decision.flow, decision.reason).inc();
+        if let Some(rule) = decision.rule_index.and_then(|i| live.counters.rule(i)) {
+            rule.inc();
+        }
         self.metrics
             .decision_duration
             .observe(started.elapsed().as_secs_f64());

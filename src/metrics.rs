@@ -27,7 +27,26 @@ pub struct Metrics {
     pub enrollments: IntGaugeVec,
     pub login_outcomes: IntCounterVec,
     pub build_info: IntGaugeVec,
+    pub rule_matches: IntCounterVec,
 }
+
+/// Every store operation that can fail, so their error counters exist from the start.
+pub const STORE_OPS: [&str; 14] = [
+    "load",
+    "get",
+    "commit",
+    "create",
+    "update",
+    "delete",
+    "history",
+    "audit",
+    "enroll",
+    "unenroll",
+    "enrollments",
+    "sync",
+    "follow",
+    "probe",
+];
 
 /// Counters of one rollout, resolved once when the rollout is installed so that deciding
 /// does no label lookup.
@@ -35,6 +54,8 @@ pub struct Metrics {
 pub struct RolloutCounters {
     decisions: [[IntCounter; Reason::ALL.len()]; 2],
     rejected: [IntCounter; Rejection::ALL.len()],
+    /// One per rule, in rule order.
+    rules: Vec<IntCounter>,
 }
 
 impl RolloutCounters {
@@ -45,6 +66,11 @@ impl RolloutCounters {
         };
         let r = Reason::ALL.iter().position(|x| *x == reason).unwrap_or(0);
         &self.decisions[f][r]
+    }
+
+    /// The counter of the rule at `index` (in the rollout's rule order).
+    pub fn rule(&self, index: usize) -> Option<&IntCounter> {
+        self.rules.get(index)
     }
 
     pub fn rejected(&self, rejection: Rejection) -> &IntCounter {
@@ -89,6 +115,10 @@ impl Metrics {
                 0.000_5,
                 0.001,
                 0.005,
+                0.01,
+                0.025,
+                0.05,
+                0.1,
             ]),
         )
         .expect("valid metric");
@@ -171,6 +201,14 @@ impl Metrics {
             &["rollout", "flow", "outcome"],
         )
         .expect("valid metric");
+        let rule_matches = IntCounterVec::new(
+            opts(
+                "switchyard_rule_matches_total",
+                "Decisions in which a rule matched (a forcing rule decided, or a segment set the percentage), by rollout and rule id.",
+            ),
+            &["rollout", "rule"],
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             opts(
                 "switchyard_build_info",
@@ -194,6 +232,7 @@ impl Metrics {
             Box::new(enrollments.clone()),
             Box::new(login_outcomes.clone()),
             Box::new(build_info.clone()),
+            Box::new(rule_matches.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -216,11 +255,33 @@ impl Metrics {
             enrollments,
             login_outcomes,
             build_info,
+            rule_matches,
         }
+        .with_store_errors_at_zero()
     }
 
-    /// Resolves (and so exports at zero) every counter of one rollout.
-    pub fn rollout_counters(&self, rollout: &str) -> RolloutCounters {
+    fn with_store_errors_at_zero(self) -> Self {
+        for op in STORE_OPS {
+            self.store_errors.with_label_values(&[op]);
+        }
+        self
+    }
+
+    /// Resolves (and so exports at zero) every counter of one rollout: decisions, rejected
+    /// cookies, login outcomes and one per rule (`rule_ids`, in rule order). Rule series of
+    /// rules the rollout no longer has are dropped.
+    pub fn rollout_counters(&self, rollout: &str, rule_ids: &[&str]) -> RolloutCounters {
+        for flow in [Flow::Stytch, Flow::Legacy] {
+            for outcome in ["success", "failure"] {
+                self.login_outcomes
+                    .with_label_values(&[rollout, flow.as_str(), outcome]);
+            }
+        }
+        self.forget_rules(rollout, |rule| !rule_ids.contains(&rule));
+        let rules = rule_ids
+            .iter()
+            .map(|id| self.rule_matches.with_label_values(&[rollout, id]))
+            .collect();
         let decisions = [Flow::Stytch, Flow::Legacy].map(|flow| {
             Reason::ALL.map(|reason| {
                 self.decisions
@@ -234,6 +295,7 @@ impl Metrics {
         RolloutCounters {
             decisions,
             rejected,
+            rules,
         }
     }
 
@@ -250,8 +312,29 @@ impl Metrics {
             .set(i64::try_from(version).unwrap_or(i64::MAX));
     }
 
+    /// Drops the rule series of `rollout` whose rule id `gone` says is gone.
+    fn forget_rules(&self, rollout: &str, gone: impl Fn(&str) -> bool) {
+        use prometheus::core::Collector;
+        let families = self.rule_matches.collect();
+        for metric in families.iter().flat_map(|f| f.get_metric()) {
+            let label = |name: &str| {
+                metric
+                    .get_label()
+                    .iter()
+                    .find(|l| l.name() == name)
+                    .map(|l| l.value().to_string())
+            };
+            if let (Some(r), Some(rule)) = (label("rollout"), label("rule")) {
+                if r == rollout && gone(&rule) {
+                    let _ = self.rule_matches.remove_label_values(&[rollout, &rule]);
+                }
+            }
+        }
+    }
+
     /// Drops every series labelled with a deleted rollout.
     pub fn forget_rollout(&self, rollout: &str) {
+        self.forget_rules(rollout, |_| true);
         let _ = self.rollout_percentage.remove_label_values(&[rollout]);
         let _ = self.rollout_enabled.remove_label_values(&[rollout]);
         let _ = self.rollout_version.remove_label_values(&[rollout]);

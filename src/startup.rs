@@ -76,7 +76,8 @@ pub struct Application {
     pub state: web::Data<AppState>,
     pub generated_admin_token: Option<GeneratedToken>,
     pub store_description: String,
-    _geo_reloader: Option<tokio::task::JoinHandle<()>>,
+    /// GeoIP reloader, store follower or probe: stopped with the server.
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 fn random_secret() -> String {
@@ -116,15 +117,33 @@ fn secret_file(path: &Path) -> Result<SecretString, StartupError> {
     Ok(SecretString::from(secret))
 }
 
+/// Keeps `switchyard_store_up` and `switchyard_last_sync_timestamp_seconds` true for the
+/// embedded store: every few seconds, checks that it can still save.
+async fn probe_forever(store: Arc<EmbeddedStore>, metrics: Arc<Metrics>) {
+    let mut every = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        every.tick().await;
+        let result = store.probe().await;
+        if let Err(e) = &result {
+            tracing::warn!(error = %e, "the embedded store cannot save");
+        } else {
+            metrics.last_sync.set(chrono::Utc::now().timestamp() as f64);
+        }
+        metrics.store_reached("probe", result.is_ok());
+    }
+}
+
 impl Application {
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
         let metrics = Arc::new(Metrics::new());
+        let mut background = Vec::new();
         let (store, store_description): (Arc<dyn RolloutStore>, String) =
             match settings.store.backend {
                 Backend::Embedded => {
-                    let store = EmbeddedStore::open(&settings.store.path)?;
+                    let store = Arc::new(EmbeddedStore::open(&settings.store.path)?);
                     let description = format!("embedded, {}", store.path().display());
-                    (Arc::new(store), description)
+                    background.push(tokio::spawn(probe_forever(store.clone(), metrics.clone())));
+                    (store, description)
                 }
                 Backend::Redis => {
                     let tls_ca = match &settings.store.tls_ca_file {
@@ -180,7 +199,7 @@ impl Application {
             }
             Err(e) => return Err(e.into()),
         }
-        store.follow(catalog.clone());
+        background.extend(store.follow(catalog.clone()));
 
         let data_dir = settings.store.data_dir();
         let cookie_secret = match &settings.cookies.secret {
@@ -199,11 +218,11 @@ impl Application {
             Some(path) => GeoIp::open(path)?,
             None => GeoIp::disabled(),
         });
-        let geo_reloader = geo.is_enabled().then(|| {
-            geo.clone().spawn_reloader(Duration::from_secs(
+        if geo.is_enabled() {
+            background.push(geo.clone().spawn_reloader(Duration::from_secs(
                 settings.geoip.reload_interval_seconds.max(1),
-            ))
-        });
+            )));
+        }
 
         let mut token_settings = settings.tokens.clone();
         // Never in live: there an admin token must be configured (see `Settings::problems`).
@@ -266,7 +285,7 @@ impl Application {
             state,
             generated_admin_token,
             store_description,
-            _geo_reloader: geo_reloader,
+            background,
         })
     }
 
@@ -281,6 +300,10 @@ impl Application {
 
     /// Serves until the process is told to stop (SIGINT/SIGTERM: graceful shutdown).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let result = self.server.await;
+        for task in &self.background {
+            task.abort();
+        }
+        result
     }
 }

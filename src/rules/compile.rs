@@ -249,6 +249,13 @@ pub struct CompiledRollout {
     pub needs_location: bool,
 }
 
+impl CompiledRollout {
+    /// The rule ids, in rule order.
+    pub fn rule_ids(&self) -> Vec<&str> {
+        self.rules.iter().map(|r| &*r.id).collect()
+    }
+}
+
 /// Validates a whole rollout (key included) and compiles it.
 pub fn compile(rollout: &Rollout) -> Result<CompiledRollout, ValidationErrors> {
     let mut problems = Problems::default();

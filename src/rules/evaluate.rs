@@ -82,6 +82,8 @@ pub struct Decision<'r> {
     pub reason: Reason,
     /// The forcing rule that decided, or the segment rule whose percentage was used.
     pub rule: Option<&'r str>,
+    /// That rule's position in the rollout's rules.
+    pub rule_index: Option<usize>,
     /// The device's bucket: the sticky cookie's when valid, else the key's.
     pub bucket: u16,
     /// A sticky cookie to (re)issue, when the rollout is sticky and the device needs one.
@@ -99,10 +101,11 @@ pub fn decide<'r>(
         Some(state) => state.bucket,
         None => bucket_of(&rollout.salt, subject.key()),
     };
-    let settle = |flow, reason, rule| Decision {
+    let settle = |flow, reason, rule: Option<(usize, &'r str)>| Decision {
         flow,
         reason,
-        rule,
+        rule: rule.map(|(_, id)| id),
+        rule_index: rule.map(|(i, _)| i),
         bucket,
         issue_sticky: None,
     };
@@ -119,13 +122,15 @@ pub fn decide<'r>(
     let mut percentage = rollout.percentage;
     let mut segment = None;
     let mut version = ParsedVersion::NotYet;
-    for rule in &rollout.rules {
+    for (index, rule) in rollout.rules.iter().enumerate() {
         if matches(rule, subject, &mut version) {
             match rule.action {
-                RuleAction::Force(flow) => return settle(flow, Reason::Rule, Some(&rule.id)),
+                RuleAction::Force(flow) => {
+                    return settle(flow, Reason::Rule, Some((index, &rule.id)))
+                }
                 RuleAction::Segment(share) => {
                     percentage = share;
-                    segment = Some(&*rule.id);
+                    segment = Some((index, &*rule.id));
                 }
             }
             break;

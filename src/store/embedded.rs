@@ -35,6 +35,26 @@ impl EmbeddedStore {
         &self.path
     }
 
+    /// Whether the store can still save: creates, syncs and removes a probe file beside the
+    /// store file. (A failed write leaves memory and disk as they were; this tells when
+    /// writing works again.)
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let probe = dir.join(format!(".switchyard-probe-{}", std::process::id()));
+        tokio::task::spawn_blocking(move || {
+            std::fs::File::create(&probe)?.sync_all()?;
+            std::fs::remove_file(&probe)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?
+        .map_err(|e| {
+            StoreError::Unavailable(format!("cannot write beside {}: {e}", self.path.display()))
+        })
+    }
+
     async fn save(&self, data: &Dataset) -> Result<(), StoreError> {
         let bytes = data.to_bytes()?;
         let path = self.path.clone();

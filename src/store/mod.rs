@@ -135,8 +135,14 @@ pub trait RolloutStore: Send + Sync + 'static {
     /// Everything needed to decide: all rollouts and all enrollments.
     async fn load(&self) -> Result<Loaded, StoreError>;
 
-    /// Starts following changes made elsewhere (other replicas), if this backend is shared.
-    fn follow(&self, _listener: std::sync::Arc<dyn ChangeListener>) {}
+    /// Starts following changes made elsewhere (other replicas), if this backend is shared;
+    /// returns the background tasks it started.
+    fn follow(
+        &self,
+        _listener: std::sync::Arc<dyn ChangeListener>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        Vec::new()
+    }
 
     /// The current version of one rollout, read from the store itself (not a cache).
     async fn get(&self, key: &str) -> Result<Option<Rollout>, StoreError>;

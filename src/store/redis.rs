@@ -811,9 +811,11 @@ impl RolloutStore for RedisStore {
         }
     }
 
-    fn follow(&self, listener: Arc<dyn ChangeListener>) {
-        tokio::spawn(self.inner.clone().save_mirror_forever());
-        tokio::spawn(self.inner.clone().run(listener));
+    fn follow(&self, listener: Arc<dyn ChangeListener>) -> Vec<tokio::task::JoinHandle<()>> {
+        vec![
+            tokio::spawn(self.inner.clone().save_mirror_forever()),
+            tokio::spawn(self.inner.clone().run(listener)),
+        ]
     }
 
     async fn get(&self, key: &str) -> Result<Option<Rollout>, StoreError> {

@@ -80,6 +80,7 @@ fn start(mut cmd: Command) -> (Child, String) {
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("switchyard did not start");
 }
 

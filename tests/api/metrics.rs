@@ -412,3 +412,69 @@ async fn an_unknown_route_is_counted_as_unmatched() {
         Some(1.0)
     );
 }
+
+#[tokio::test]
+async fn rule_matches_are_counted_by_rule_and_counters_exist_at_zero_from_the_start() {
+    let app = spawn_app().await;
+    let samples = app.metrics().await;
+    for op in ["commit", "update", "enroll", "sync"] {
+        assert_eq!(
+            metric(&samples, "switchyard_store_errors_total", &[("op", op)]),
+            Some(0.0),
+            "{op}"
+        );
+    }
+    for flow in ["stytch", "legacy"] {
+        for outcome in ["success", "failure"] {
+            assert_eq!(
+                metric(
+                    &samples,
+                    "switchyard_login_outcomes_total",
+                    &[
+                        ("rollout", "stytch-login"),
+                        ("flow", flow),
+                        ("outcome", outcome)
+                    ]
+                ),
+                Some(0.0)
+            );
+        }
+    }
+    app.patch_rollout(
+        "stytch-login",
+        json!({"rules": [
+            {"id": "office", "when": {"ip_ranges": ["10.0.0.0/8"]}, "then": "stytch"},
+            {"id": "uk-half", "when": {"countries": ["GB"]}, "then": {"percentage": 50}}
+        ]}),
+    )
+    .await;
+    for _ in 0..3 {
+        app.decide(json!({"rollout": "stytch-login", "user_key": "a", "ip": "10.1.2.3"}))
+            .await;
+    }
+    app.decide(json!({"rollout": "stytch-login", "user_key": "b", "country": "GB"}))
+        .await;
+    app.decide(json!({"rollout": "stytch-login", "user_key": "c"}))
+        .await;
+    let samples = app.metrics().await;
+    let rule = |id: &str| {
+        metric(
+            &samples,
+            "switchyard_rule_matches_total",
+            &[("rollout", "stytch-login"), ("rule", id)],
+        )
+    };
+    assert_eq!((rule("office"), rule("uk-half")), (Some(3.0), Some(1.0)));
+    // A rule that is removed takes its series with it.
+    app.patch_rollout("stytch-login", json!({"rules": []}))
+        .await;
+    let samples = app.metrics().await;
+    assert_eq!(
+        metric(
+            &samples,
+            "switchyard_rule_matches_total",
+            &[("rollout", "stytch-login"), ("rule", "office")]
+        ),
+        None
+    );
+}

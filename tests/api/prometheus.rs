@@ -48,6 +48,7 @@ const METRICS: &[&str] = &[
     "switchyard_enrollments",
     "switchyard_login_outcomes_total",
     "switchyard_build_info",
+    "switchyard_rule_matches_total",
 ];
 
 // ------------------------------------------------------------------------------------------
