@@ -11,11 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use xxhash_rust::xxh3::xxh3_128;
 
 use crate::metrics::{Metrics, RolloutCounters};
 use crate::rules::{compile, CompiledRollout, Rollout, ValidationErrors};
-use crate::store::{ChangeListener, Loaded};
+use crate::store::{ChangeListener, Loaded, UserKeyHash};
 
 /// One rollout as deciders see it: the stored form (for the admin API), the compiled form
 /// (for evaluation) and its pre-resolved counters.
@@ -36,7 +35,21 @@ pub struct EnrollmentSet {
 
 impl EnrollmentSet {
     fn hash(user_key: &str) -> u128 {
-        xxh3_128(user_key.as_bytes())
+        UserKeyHash::of(user_key).0
+    }
+
+    /// A set of the given hashes, built in one go.
+    pub fn from_hashes(hashes: &[UserKeyHash]) -> EnrollmentSet {
+        let set = EnrollmentSet {
+            hashes: papaya::HashSet::with_capacity(hashes.len()),
+        };
+        {
+            let pinned = set.hashes.pin();
+            for h in hashes {
+                pinned.insert(h.0);
+            }
+        }
+        set
     }
 
     pub fn contains(&self, user_key: &str) -> bool {
@@ -94,10 +107,16 @@ impl Catalog {
 
     /// Replaces everything with `loaded` (rollouts and enrollments), whatever the versions.
     pub fn replace_all(&self, loaded: Loaded) {
-        let mut sets: HashMap<Box<str>, Arc<EnrollmentSet>> = HashMap::new();
-        for (key, user) in &loaded.enrollments {
-            sets.entry(key.as_str().into()).or_default().insert(user);
-        }
+        let mut sets: HashMap<Box<str>, Arc<EnrollmentSet>> = loaded
+            .enrollments
+            .iter()
+            .map(|(key, hashes)| {
+                (
+                    key.as_str().into(),
+                    Arc::new(EnrollmentSet::from_hashes(hashes)),
+                )
+            })
+            .collect();
         let mut next: Snapshot = HashMap::new();
         let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let previous = self.rollouts.load();
@@ -216,6 +235,35 @@ impl Catalog {
             .remove(key);
         self.metrics.forget_rollout(key);
         true
+    }
+
+    /// Installs the enrollments of a rollout at load time.
+    pub fn load_enrollments(&self, key: &str, hashes: &[UserKeyHash]) {
+        let set = Arc::new(EnrollmentSet::from_hashes(hashes));
+        let count = set.len();
+        self.enrollments
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.into(), set.clone());
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.rollouts.load();
+        if let Some(live) = current.get(key) {
+            let mut next: Snapshot = (**current).clone();
+            next.insert(
+                key.into(),
+                Arc::new(LiveRollout {
+                    rollout: live.rollout.clone(),
+                    compiled: live.compiled.clone(),
+                    counters: live.counters.clone(),
+                    enrollments: set,
+                }),
+            );
+            self.rollouts.store(Arc::new(next));
+        }
+        self.metrics
+            .enrollments
+            .with_label_values(&[key])
+            .set(count as i64);
     }
 
     /// Records an enrollment in memory (after the store has it).

@@ -185,8 +185,8 @@ impl Application {
                         }
                     })?;
                 }
-                for (key, user_key) in &loaded.enrollments {
-                    catalog.enroll(key, user_key);
+                for (key, hashes) in &loaded.enrollments {
+                    catalog.load_enrollments(key, hashes);
                 }
                 catalog.mark_ready();
                 metrics.last_sync.set(chrono::Utc::now().timestamp() as f64);

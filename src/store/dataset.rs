@@ -5,13 +5,13 @@
 //! Pure data and the one compare-and-set rule every backend follows; no I/O except
 //! `read`/`write_atomically` of the file form.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Change, ChangeRecord, EnrollmentPage, HistoryEntry, Loaded, StoreError};
+use super::{Change, ChangeRecord, EnrollmentPage, HistoryEntry, Loaded, StoreError, UserKeyHash};
 use crate::rules::Rollout;
 
 /// The file format version this build reads and writes.
@@ -29,7 +29,95 @@ pub struct Dataset {
     pub history: BTreeMap<String, Vec<HistoryEntry>>,
     /// Oldest first.
     pub audit: Vec<ChangeRecord>,
-    pub enrollments: BTreeMap<String, BTreeSet<String>>,
+    pub enrollments: BTreeMap<String, UserKeys>,
+}
+
+/// The enrolled user keys of one rollout: sorted, unique, one allocation each (a million take
+/// about 48 MB, against about 93 MB in a `BTreeSet<String>`). Inserting shifts the tail, which
+/// costs less than the file write that follows it. In JSON: an array of strings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserKeys(Vec<Box<str>>);
+
+impl UserKeys {
+    fn position(&self, user_key: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|k| (**k).cmp(user_key))
+    }
+
+    pub fn insert(&mut self, user_key: &str) -> bool {
+        match self.position(user_key) {
+            Ok(_) => false,
+            Err(at) => {
+                self.0.insert(at, user_key.into());
+                true
+            }
+        }
+    }
+
+    pub fn remove(&mut self, user_key: &str) -> bool {
+        match self.position(user_key) {
+            Ok(at) => {
+                self.0.remove(at);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    pub fn contains(&self, user_key: &str) -> bool {
+        self.position(user_key).is_ok()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|k| &**k)
+    }
+
+    /// Up to `limit` keys sorting after `cursor`, and whether more follow.
+    fn after(&self, cursor: Option<&str>, limit: usize) -> (Vec<String>, bool) {
+        let start = match cursor {
+            Some(c) => match self.position(c) {
+                Ok(i) => i + 1,
+                Err(i) => i,
+            },
+            None => 0,
+        };
+        let rest = &self.0[start.min(self.0.len())..];
+        let page = rest.iter().take(limit).map(|k| k.to_string()).collect();
+        (page, rest.len() > limit)
+    }
+}
+
+impl FromIterator<String> for UserKeys {
+    fn from_iter<I: IntoIterator<Item = String>>(iter: I) -> Self {
+        let mut keys: Vec<Box<str>> = iter.into_iter().map(String::into_boxed_str).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys.shrink_to_fit();
+        UserKeys(keys)
+    }
+}
+
+impl Serialize for UserKeys {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for UserKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut keys = Vec::<Box<str>>::deserialize(deserializer)?;
+        keys.sort_unstable();
+        keys.dedup();
+        keys.shrink_to_fit();
+        Ok(UserKeys(keys))
+    }
 }
 
 /// What a change replaced, so it can be put back if saving fails.
@@ -37,7 +125,7 @@ pub struct Undo {
     key: String,
     rollout: Option<Rollout>,
     history: Option<Vec<HistoryEntry>>,
-    enrollments: Option<BTreeSet<String>>,
+    enrollments: Option<UserKeys>,
     audit_len: usize,
 }
 
@@ -130,7 +218,7 @@ impl Dataset {
             enrollments: self
                 .enrollments
                 .iter()
-                .flat_map(|(k, users)| users.iter().map(move |u| (k.clone(), u.clone())))
+                .map(|(k, users)| (k.clone(), users.iter().map(UserKeyHash::of).collect()))
                 .collect(),
         }
     }
@@ -203,7 +291,7 @@ impl Dataset {
         self.enrollments
             .entry(key.to_string())
             .or_default()
-            .insert(user_key.to_string())
+            .insert(user_key)
     }
 
     pub fn unenroll(&mut self, key: &str, user_key: &str) -> bool {
@@ -218,27 +306,14 @@ impl Dataset {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<EnrollmentPage, StoreError> {
-        use std::ops::Bound;
         if !self.rollouts.contains_key(key) {
             return Err(StoreError::NotFound(key.to_string()));
         }
-        let Some(set) = self.enrollments.get(key) else {
-            return Ok(EnrollmentPage {
-                user_keys: Vec::new(),
-                next_cursor: None,
-            });
-        };
-        let lower = match cursor {
-            Some(c) => Bound::Excluded(c.to_string()),
-            None => Bound::Unbounded,
-        };
-        let mut user_keys: Vec<String> = set
-            .range((lower, Bound::Unbounded))
-            .take(limit + 1)
-            .cloned()
-            .collect();
-        let next_cursor = if user_keys.len() > limit {
-            user_keys.truncate(limit);
+        let (user_keys, more) = self
+            .enrollments
+            .get(key)
+            .map_or((Vec::new(), false), |set| set.after(cursor, limit));
+        let next_cursor = if more {
             user_keys.last().cloned()
         } else {
             None

@@ -71,12 +71,30 @@ pub struct Change {
     pub record: ChangeRecord,
 }
 
+/// A user key as deciders know an enrollment: its 128-bit XXH3 hash. Membership is all a
+/// decision needs, and a million hashes take 16 MB where the keys take several times that;
+/// the store keeps the keys themselves (for paging and for restoring).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UserKeyHash(pub u128);
+
+impl UserKeyHash {
+    pub fn of(user_key: &str) -> UserKeyHash {
+        UserKeyHash(xxhash_rust::xxh3::xxh3_128(user_key.as_bytes()))
+    }
+}
+
 /// Everything a replica needs in memory to decide.
 #[derive(Debug, Clone, Default)]
 pub struct Loaded {
     pub rollouts: Vec<Rollout>,
-    /// `(rollout key, user key)` pairs.
-    pub enrollments: Vec<(String, String)>,
+    /// Per rollout key, the hashes of its enrolled user keys.
+    pub enrollments: Vec<(String, Vec<UserKeyHash>)>,
+}
+
+impl Loaded {
+    pub fn enrollment_count(&self) -> usize {
+        self.enrollments.iter().map(|(_, users)| users.len()).sum()
+    }
 }
 
 /// One page of enrollments, in user-key order.

@@ -38,7 +38,7 @@
 //!
 //! This module must not validate rules or know about HTTP; it tells a `ChangeListener`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
@@ -50,7 +50,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 use tokio::sync::Notify;
 
-use super::dataset::Dataset;
+use super::dataset::{Dataset, UserKeys};
 use super::{
     Change, ChangeListener, ChangeRecord, EnrollmentPage, HistoryEntry, Loaded, RolloutStore,
     StoreError,
@@ -402,7 +402,7 @@ impl Inner {
             data.history.insert(key.clone(), history);
             if !users.is_empty() {
                 data.enrollments
-                    .insert(key.clone(), users.into_iter().collect::<BTreeSet<_>>());
+                    .insert(key.clone(), users.into_iter().collect::<UserKeys>());
             }
             data.rollouts.insert(key, rollout);
         }
@@ -542,12 +542,12 @@ impl Inner {
         let _: () = pipe.query_async(conn).await.map_err(unavailable)?;
         let mut enrolled = 0usize;
         for (key, users) in &mirror.enrollments {
-            let users: Vec<&String> = users.iter().collect();
+            let users: Vec<&str> = users.iter().collect();
             for chunk in users.chunks(10_000) {
                 let mut cmd = redis::cmd("ZADD");
                 cmd.arg(k.enrollments(key));
                 for user in chunk {
-                    cmd.arg(0).arg(user.as_str());
+                    cmd.arg(0).arg(*user);
                 }
                 let _: i64 = cmd.query_async(conn).await.map_err(unavailable)?;
                 enrolled += chunk.len();

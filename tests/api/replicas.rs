@@ -55,6 +55,7 @@ async fn flow_of(app: &TestApp, key: &str) -> String {
         .to_string()
 }
 
+/// The sum of the samples whose line starts with `line_start` (None when there is none).
 async fn metric(app: &TestApp, line_start: &str) -> Option<f64> {
     let text = app
         .client
@@ -65,10 +66,12 @@ async fn metric(app: &TestApp, line_start: &str) -> Option<f64> {
         .text()
         .await
         .unwrap();
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with(line_start))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse().ok()))
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
 }
 
 async fn decisions(app: &TestApp, n: usize) -> Vec<Value> {

@@ -272,7 +272,7 @@ async fn enrollments_are_idempotent_and_page_in_key_order(s: Subject) {
     assert_eq!(pages, 3);
     assert_eq!(seen, keys);
     let loaded = store.load().await.unwrap();
-    assert_eq!(loaded.enrollments.len(), keys.len());
+    assert_eq!(loaded.enrollment_count(), keys.len());
 }
 
 macro_rules! contract {
