@@ -1,13 +1,14 @@
 //! The in-memory catalog that decisions are answered from: every rollout's current version,
 //! compiled, and every rollout's enrollments.
 //!
-//! Readers take a lock-free snapshot (`arc_swap`) and a lock-free set (`papaya`): a decision
-//! never waits for a writer or the store. Writers install whole compiled versions; a version
+//! Readers take lock-free snapshots (`arc_swap`) of the rollouts and of sharded enrollment
+//! sets: a decision never waits for a writer or the store. Writers install whole compiled versions; a version
 //! older than the one installed is ignored, so late or repeated updates cannot go backwards.
 //! This module must not talk to the store or know about HTTP.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -25,12 +26,47 @@ pub struct LiveRollout {
     pub enrollments: Arc<EnrollmentSet>,
 }
 
-/// The users of one rollout who signed up through Stytch. Kept as 128-bit hashes of the user
-/// keys (the store keeps the keys themselves), so membership is one lock-free lookup and a
-/// million enrollments take tens of megabytes.
-#[derive(Default)]
+/// The users of one rollout who signed up through Stytch, as 128-bit hashes of their user
+/// keys (the store keeps the keys themselves). The hashes are spread over shards, each an
+/// immutable set behind an `ArcSwap`: a lookup is one atomic load and one probe, never a lock;
+/// a write copies one shard (1/64 of the set) and swaps it in. A million enrollments take about
+/// 30 MB.
 pub struct EnrollmentSet {
-    hashes: papaya::HashSet<u128>,
+    shards: Box<[ArcSwap<Shard>]>,
+    len: AtomicUsize,
+}
+
+/// One shard: the hashes are uniformly random already, so they hash to themselves.
+type Shard = HashSet<u128, BuildHasherDefault<IdentityHasher>>;
+
+const SHARDS: usize = 64;
+
+#[derive(Default)]
+struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u128s are hashed here (see `write_u128`); fold anything else.
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
+        }
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
+    }
+}
+
+impl Default for EnrollmentSet {
+    fn default() -> Self {
+        EnrollmentSet::from_hashes(&[])
+    }
 }
 
 impl EnrollmentSet {
@@ -38,34 +74,59 @@ impl EnrollmentSet {
         UserKeyHash::of(user_key).0
     }
 
+    fn shard_of(hash: u128) -> usize {
+        (hash >> 122) as usize % SHARDS
+    }
+
     /// A set of the given hashes, built in one go.
     pub fn from_hashes(hashes: &[UserKeyHash]) -> EnrollmentSet {
-        let set = EnrollmentSet {
-            hashes: papaya::HashSet::with_capacity(hashes.len()),
-        };
-        {
-            let pinned = set.hashes.pin();
-            for h in hashes {
-                pinned.insert(h.0);
-            }
+        let mut shards: Vec<Shard> = (0..SHARDS)
+            .map(|_| Shard::with_capacity_and_hasher(hashes.len() / SHARDS, Default::default()))
+            .collect();
+        for h in hashes {
+            shards[Self::shard_of(h.0)].insert(h.0);
         }
-        set
+        let len = shards.iter().map(HashSet::len).sum();
+        EnrollmentSet {
+            shards: shards.into_iter().map(ArcSwap::from_pointee).collect(),
+            len: AtomicUsize::new(len),
+        }
     }
 
     pub fn contains(&self, user_key: &str) -> bool {
-        self.hashes.pin().contains(&Self::hash(user_key))
+        let h = Self::hash(user_key);
+        self.shards[Self::shard_of(h)].load().contains(&h)
+    }
+
+    /// Copies the shard with `change` applied and swaps it in; returns whether it changed.
+    fn update(&self, h: u128, change: impl Fn(&mut Shard, u128) -> bool) -> bool {
+        let mut changed = false;
+        self.shards[Self::shard_of(h)].rcu(|shard| {
+            let mut next = Shard::clone(shard);
+            changed = change(&mut next, h);
+            next
+        });
+        changed
     }
 
     pub fn insert(&self, user_key: &str) -> bool {
-        self.hashes.pin().insert(Self::hash(user_key))
+        let added = self.update(Self::hash(user_key), |s, h| s.insert(h));
+        if added {
+            self.len.fetch_add(1, Ordering::Relaxed);
+        }
+        added
     }
 
     pub fn remove(&self, user_key: &str) -> bool {
-        self.hashes.pin().remove(&Self::hash(user_key))
+        let removed = self.update(Self::hash(user_key), |s, h| s.remove(&h));
+        if removed {
+            self.len.fetch_sub(1, Ordering::Relaxed);
+        }
+        removed
     }
 
     pub fn len(&self) -> usize {
-        self.hashes.len()
+        self.len.load(Ordering::Relaxed)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -308,5 +369,30 @@ impl ChangeListener for Catalog {
 
     fn replace_all(&self, loaded: Loaded) {
         Catalog::replace_all(self, loaded);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enrollment_sets_answer_membership_and_count() {
+        let set = EnrollmentSet::from_hashes(&[UserKeyHash::of("a"), UserKeyHash::of("b")]);
+        assert!(set.contains("a") && set.contains("b") && !set.contains("c"));
+        assert_eq!(set.len(), 2);
+        assert!(set.insert("c"));
+        assert!(!set.insert("c"));
+        assert!(set.remove("a"));
+        assert!(!set.remove("a"));
+        assert!(!set.contains("a") && set.contains("c"));
+        assert_eq!(set.len(), 2);
+        let many: Vec<UserKeyHash> = (0..10_000)
+            .map(|i| UserKeyHash::of(&format!("u{i}")))
+            .collect();
+        let set = EnrollmentSet::from_hashes(&many);
+        assert_eq!(set.len(), 10_000);
+        assert!((0..10_000).all(|i| set.contains(&format!("u{i}"))));
+        assert!(!set.contains("u10000"));
     }
 }
