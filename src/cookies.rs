@@ -119,19 +119,7 @@ impl CookieSigner {
         rollout: &str,
         epoch: u64,
     ) -> Result<StickyState, Rejection> {
-        let payload = self.verified_payload(value)?;
-        let mut parts = payload.split('.');
-        let (Some(STICKY_TAG), Some(key), Some(ep), Some(bucket), Some(flag), None) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
-            return Err(Rejection::Malformed);
-        };
-        check_binding(key, ep, rollout, epoch)?;
+        let [bucket, flag] = self.bound_fields(value, STICKY_TAG, rollout, epoch)?;
         let bucket: u16 = bucket.parse().map_err(|_| Rejection::Malformed)?;
         if bucket >= crate::rules::bucket::BUCKETS {
             return Err(Rejection::Malformed);
@@ -161,25 +149,42 @@ impl CookieSigner {
         epoch: u64,
         now: i64,
     ) -> Result<Flow, Rejection> {
-        let payload = self.verified_payload(value)?;
-        let mut parts = payload.split('.');
-        let (Some(OVERRIDE_TAG), Some(key), Some(ep), Some(flow), Some(expires), None) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
-            return Err(Rejection::Malformed);
-        };
-        check_binding(key, ep, rollout, epoch)?;
+        let [flow, expires] = self.bound_fields(value, OVERRIDE_TAG, rollout, epoch)?;
         let flow = Flow::parse(flow).ok_or(Rejection::Malformed)?;
         let expires: i64 = expires.parse().map_err(|_| Rejection::Malformed)?;
         if now >= expires {
             return Err(Rejection::Expired);
         }
         Ok(flow)
+    }
+}
+
+impl CookieSigner {
+    /// Checks the signature, the tag and the binding to `rollout` and `epoch` of a cookie
+    /// `<tag>.<rollout>.<epoch>.<a>.<b>.<sig>`, and returns `[a, b]`.
+    fn bound_fields<'v>(
+        &self,
+        value: &'v str,
+        tag: &str,
+        rollout: &str,
+        epoch: u64,
+    ) -> Result<[&'v str; 2], Rejection> {
+        let payload = self.verified_payload(value)?;
+        let mut parts = payload.split('.');
+        match (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) {
+            (Some(t), Some(key), Some(ep), Some(a), Some(b), None) if t == tag => {
+                check_binding(key, ep, rollout, epoch)?;
+                Ok([a, b])
+            }
+            _ => Err(Rejection::Malformed),
+        }
     }
 }
 

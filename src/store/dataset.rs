@@ -79,8 +79,8 @@ impl UserKeys {
         self.0.iter().map(|k| &**k)
     }
 
-    /// Up to `limit` keys sorting after `cursor`, and whether more follow.
-    fn after(&self, cursor: Option<&str>, limit: usize) -> (Vec<String>, bool) {
+    /// Up to `limit` keys sorting after `cursor` (and one more, if there is one).
+    fn after(&self, cursor: Option<&str>, limit: usize) -> Vec<String> {
         let start = match cursor {
             Some(c) => match self.position(c) {
                 Ok(i) => i + 1,
@@ -88,9 +88,11 @@ impl UserKeys {
             },
             None => 0,
         };
-        let rest = &self.0[start.min(self.0.len())..];
-        let page = rest.iter().take(limit).map(|k| k.to_string()).collect();
-        (page, rest.len() > limit)
+        self.0[start.min(self.0.len())..]
+            .iter()
+            .take(limit + 1)
+            .map(|k| k.to_string())
+            .collect()
     }
 }
 
@@ -309,18 +311,10 @@ impl Dataset {
         if !self.rollouts.contains_key(key) {
             return Err(StoreError::NotFound(key.to_string()));
         }
-        let (user_keys, more) = self
+        let keys = self
             .enrollments
             .get(key)
-            .map_or((Vec::new(), false), |set| set.after(cursor, limit));
-        let next_cursor = if more {
-            user_keys.last().cloned()
-        } else {
-            None
-        };
-        Ok(EnrollmentPage {
-            user_keys,
-            next_cursor,
-        })
+            .map_or_else(Vec::new, |set| set.after(cursor, limit));
+        Ok(EnrollmentPage::from_overfetch(keys, limit))
     }
 }

@@ -105,6 +105,23 @@ pub struct EnrollmentPage {
     pub next_cursor: Option<String>,
 }
 
+impl EnrollmentPage {
+    /// A page from up to `limit + 1` keys read in order: the extra key only tells that more
+    /// follow, and the cursor is then the page's last key.
+    pub fn from_overfetch(mut user_keys: Vec<String>, limit: usize) -> EnrollmentPage {
+        let next_cursor = if user_keys.len() > limit {
+            user_keys.truncate(limit);
+            user_keys.last().cloned()
+        } else {
+            None
+        };
+        EnrollmentPage {
+            user_keys,
+            next_cursor,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("rollout '{0}' already exists")]

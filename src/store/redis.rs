@@ -420,6 +420,42 @@ impl Inner {
         Ok(data)
     }
 
+    /// `NotFound` unless the rollout exists.
+    async fn require_rollout(&self, conn: &mut Conn, key: &str) -> Result<(), StoreError> {
+        let exists: bool = redis::cmd("HEXISTS")
+            .arg(self.keys.versions())
+            .arg(key)
+            .query_async(conn)
+            .await
+            .map_err(unavailable)?;
+        if exists {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound(key.to_string()))
+        }
+    }
+
+    /// Reads a list of JSON entries, newest (last) first, skipping any that do not parse.
+    async fn newest_first<T: serde::de::DeserializeOwned>(
+        &self,
+        conn: &mut Conn,
+        list: String,
+        from: i64,
+    ) -> Result<Vec<T>, StoreError> {
+        let entries: Vec<String> = redis::cmd("LRANGE")
+            .arg(list)
+            .arg(from)
+            .arg(-1)
+            .query_async(conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(entries
+            .iter()
+            .rev()
+            .filter_map(|e| serde_json::from_str(e).ok())
+            .collect())
+    }
+
     /// The id of the newest stream entry ("0-0" when empty).
     async fn stream_head(&self, conn: &mut Conn) -> Result<String, StoreError> {
         let newest: Vec<(String, Vec<String>)> = redis::cmd("XREVRANGE")
@@ -905,27 +941,10 @@ impl RolloutStore for RedisStore {
     async fn history(&self, key: &str) -> Result<Vec<HistoryEntry>, StoreError> {
         let result = async {
             let mut conn = self.inner.conn().await?;
-            let exists: bool = redis::cmd("HEXISTS")
-                .arg(self.inner.keys.versions())
-                .arg(key)
-                .query_async(&mut conn)
+            self.inner.require_rollout(&mut conn, key).await?;
+            self.inner
+                .newest_first(&mut conn, self.inner.keys.history(key), 0)
                 .await
-                .map_err(unavailable)?;
-            if !exists {
-                return Err(StoreError::NotFound(key.to_string()));
-            }
-            let entries: Vec<String> = redis::cmd("LRANGE")
-                .arg(self.inner.keys.history(key))
-                .arg(0)
-                .arg(-1)
-                .query_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
-            Ok(entries
-                .iter()
-                .rev()
-                .filter_map(|e| serde_json::from_str(e).ok())
-                .collect())
         }
         .await;
         self.inner.record("history", &result);
@@ -938,18 +957,9 @@ impl RolloutStore for RedisStore {
     async fn audit(&self, limit: usize) -> Result<Vec<ChangeRecord>, StoreError> {
         let result = async {
             let mut conn = self.inner.conn().await?;
-            let entries: Vec<String> = redis::cmd("LRANGE")
-                .arg(self.inner.keys.audit())
-                .arg(-(limit as i64))
-                .arg(-1)
-                .query_async(&mut conn)
+            self.inner
+                .newest_first(&mut conn, self.inner.keys.audit(), -(limit as i64))
                 .await
-                .map_err(unavailable)?;
-            Ok(entries
-                .iter()
-                .rev()
-                .filter_map(|e| serde_json::from_str(e).ok())
-                .collect())
         }
         .await;
         self.inner.record("audit", &result);
@@ -977,17 +987,9 @@ impl RolloutStore for RedisStore {
     ) -> Result<EnrollmentPage, StoreError> {
         let result = async {
             let mut conn = self.inner.conn().await?;
-            let exists: bool = redis::cmd("HEXISTS")
-                .arg(self.inner.keys.versions())
-                .arg(key)
-                .query_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
-            if !exists {
-                return Err(StoreError::NotFound(key.to_string()));
-            }
+            self.inner.require_rollout(&mut conn, key).await?;
             let min = cursor.map_or_else(|| "-".to_string(), |c| format!("({c}"));
-            let mut user_keys: Vec<String> = redis::cmd("ZRANGEBYLEX")
+            let user_keys: Vec<String> = redis::cmd("ZRANGEBYLEX")
                 .arg(self.inner.keys.enrollments(key))
                 .arg(min)
                 .arg("+")
@@ -997,16 +999,7 @@ impl RolloutStore for RedisStore {
                 .query_async(&mut conn)
                 .await
                 .map_err(unavailable)?;
-            let next_cursor = if user_keys.len() > limit {
-                user_keys.truncate(limit);
-                user_keys.last().cloned()
-            } else {
-                None
-            };
-            Ok(EnrollmentPage {
-                user_keys,
-                next_cursor,
-            })
+            Ok(EnrollmentPage::from_overfetch(user_keys, limit))
         }
         .await;
         self.inner.record("enrollments", &result);
