@@ -4,6 +4,7 @@ mod cli;
 mod cookies;
 mod errors;
 mod evaluation;
+mod geoip;
 mod helpers;
 mod metrics;
 mod middleware_example;
