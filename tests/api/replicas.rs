@@ -468,3 +468,47 @@ async fn replicas_reach_redis_over_tls_with_a_private_ca() {
         .unwrap();
     assert_error(r, StatusCode::SERVICE_UNAVAILABLE, "not_ready").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_from_the_embedded_store_to_redis_uploads_everything() {
+    let redis = RedisServer::start();
+    let embedded = spawn_app().await;
+    embedded
+        .create_rollout(
+            json!({"key": "web", "percentage": 15, "sticky": {"cookie_name": "sy_web"}}),
+        )
+        .await;
+    let r = embedded
+        .send(
+            Method::PUT,
+            "/v1/rollouts/web/enrollments/frank",
+            Some(BACKEND_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let before = decisions(&embedded, 20).await;
+    embedded.stop().await;
+
+    // The same file becomes the Redis replica's last-known copy: Redis is empty, so it is
+    // uploaded, history, audit and enrollments included.
+    let mut settings = embedded.settings.clone();
+    settings.store.backend = Backend::Redis;
+    settings.store.url = secrecy::SecretString::from(redis.url());
+    let replica = spawn_with(settings, embedded.dir.clone()).await;
+    assert_eq!(decisions(&replica, 20).await, before);
+    assert!(redis.cmd("HGET {switchyard}:versions web").contains('1'));
+    let history: Value = replica
+        .get("/v1/rollouts/web/history", READ_TOKEN)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(history["history"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        replica
+            .decide(json!({"rollout": "web", "user_key": "frank"}))
+            .await["reason"],
+        "enrolled"
+    );
+}
