@@ -77,10 +77,13 @@ impl CookieSigner {
         }
     }
 
-    fn signature(&self, payload: &str) -> String {
+    /// Appends `.<signature of everything in value so far>` to `value`.
+    fn sign_in_place(&self, mut value: String) -> String {
         let mut mac = self.mac.clone();
-        mac.update(payload.as_bytes());
-        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        mac.update(value.as_bytes());
+        value.push('.');
+        URL_SAFE_NO_PAD.encode_string(mac.finalize().into_bytes(), &mut value);
+        value
     }
 
     /// Splits `value` into payload and signature and checks the signature in constant time.
@@ -104,13 +107,16 @@ impl CookieSigner {
     }
 
     pub fn sign_sticky(&self, rollout: &str, epoch: u64, state: StickyState) -> String {
-        let payload = format!(
+        use std::fmt::Write;
+        // One allocation: payload, then the signature appended in place.
+        let mut value = String::with_capacity(rollout.len() + 72);
+        let _ = write!(
+            value,
             "{STICKY_TAG}.{rollout}.{epoch}.{}.{}",
             state.bucket,
             u8::from(state.stytch)
         );
-        let sig = self.signature(&payload);
-        format!("{payload}.{sig}")
+        self.sign_in_place(value)
     }
 
     pub fn verify_sticky(
@@ -137,8 +143,7 @@ impl CookieSigner {
             "{OVERRIDE_TAG}.{rollout}.{epoch}.{}.{expires_at}",
             flow.as_str()
         );
-        let sig = self.signature(&payload);
-        format!("{payload}.{sig}")
+        self.sign_in_place(payload)
     }
 
     /// `now` is unix seconds.

@@ -70,7 +70,8 @@ pub struct Decided {
     pub live: Arc<LiveRollout>,
     pub flow: Flow,
     pub reason: Reason,
-    pub rule: Option<Box<str>>,
+    /// The index of that rule in `live.compiled.rules` (see [`Decided::rule_id`]).
+    pub rule: Option<usize>,
     pub bucket: u16,
     pub set_cookie: Option<SetCookie>,
     pub session_source: SessionSource,
@@ -78,6 +79,13 @@ pub struct Decided {
 }
 
 impl Decided {
+    /// The id of the rule that decided, or whose segment percentage was used.
+    pub fn rule_id(&self) -> Option<&str> {
+        self.rule
+            .and_then(|i| self.live.compiled.rules.get(i))
+            .map(|r| &*r.id)
+    }
+
     /// The sticky cookie's name (the one `set_cookie` is for).
     pub fn cookie_name(&self) -> &str {
         self.live
@@ -185,7 +193,7 @@ impl Decider {
         Ok(Decided {
             flow: decision.flow,
             reason: decision.reason,
-            rule: decision.rule.map(Box::from),
+            rule: decision.rule_index,
             bucket: decision.bucket,
             set_cookie,
             session_source,

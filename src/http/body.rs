@@ -63,14 +63,26 @@ impl FromRequest for JsonBytes {
         let mut payload = payload.take();
         Box::pin(async move {
             let declared = checked?;
-            let mut body = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk
-                    .map_err(|e| ApiError::BadRequest(format!("cannot read the body: {e}")))?;
+            let read_error = |e| ApiError::BadRequest(format!("cannot read the body: {e}"));
+            // Most bodies arrive in one chunk: keep it as it is, without a copy.
+            let Some(first) = payload.next().await.transpose().map_err(read_error)? else {
+                return Ok(JsonBytes(Bytes::new()));
+            };
+            if first.len() > limit {
+                return Err(ApiError::PayloadTooLarge(limit));
+            }
+            let Some(second) = payload.next().await.transpose().map_err(read_error)? else {
+                return Ok(JsonBytes(first));
+            };
+            let mut body = BytesMut::with_capacity(declared.unwrap_or(4096).min(limit));
+            body.extend_from_slice(&first);
+            let mut next = Some(second);
+            while let Some(chunk) = next {
                 if body.len() + chunk.len() > limit {
                     return Err(ApiError::PayloadTooLarge(limit));
                 }
                 body.extend_from_slice(&chunk);
+                next = payload.next().await.transpose().map_err(read_error)?;
             }
             Ok(JsonBytes(body.freeze()))
         })
@@ -80,6 +92,15 @@ impl FromRequest for JsonBytes {
 /// Parses JSON: syntax errors are 400, well-formed JSON of the wrong shape is 422 naming the
 /// field (`rules[0].when`).
 pub fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
+    // The fast path; the path-tracking parser runs again only to explain a failure.
+    match serde_json::from_slice(bytes) {
+        Ok(value) => Ok(value),
+        Err(_) => explain::<T>(bytes),
+    }
+}
+
+/// Parses again, tracking the field path, to say what is wrong.
+fn explain<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();

@@ -2,7 +2,6 @@
 //! answer. Thin on purpose; the logic is in `crate::decider`.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::net::IpAddr;
 
 use actix_web::{web, HttpResponse};
@@ -12,29 +11,80 @@ use super::auth::{Authorized, DecideScope};
 use super::body::{parse, JsonBytes};
 use super::error::ApiError;
 use super::AppState;
-use crate::decider::DecideInput;
+use crate::decider::{CookieJar, DecideInput};
+
+/// A string of the request body: borrowed from it unless it had escapes to undo. (serde
+/// borrows a `Cow<str>` only as a direct field marked `borrow`, not inside an `Option` or a
+/// map, hence this newtype.)
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DecideRequest<'a> {
     #[serde(borrow)]
-    rollout: Cow<'a, str>,
+    rollout: Text<'a>,
     #[serde(borrow, default)]
-    user_key: Option<Cow<'a, str>>,
+    user_key: Option<Text<'a>>,
     #[serde(borrow, default)]
-    device_id: Option<Cow<'a, str>>,
+    device_id: Option<Text<'a>>,
     #[serde(borrow, default)]
-    ip: Option<Cow<'a, str>>,
+    ip: Option<Text<'a>>,
     #[serde(borrow, default)]
-    country: Option<Cow<'a, str>>,
+    country: Option<Text<'a>>,
     #[serde(borrow, default)]
-    platform: Option<Cow<'a, str>>,
+    platform: Option<Text<'a>>,
     #[serde(borrow, default)]
-    app_version: Option<Cow<'a, str>>,
+    app_version: Option<Text<'a>>,
     #[serde(borrow, default)]
-    session_token: Option<Cow<'a, str>>,
+    session_token: Option<Text<'a>>,
     #[serde(borrow, default)]
-    cookies: HashMap<Cow<'a, str>, Cow<'a, str>>,
+    cookies: Cookies<'a>,
+}
+
+/// The request's cookies as sent: a handful of pairs, looked up by a scan (no hash map to
+/// build per request).
+#[derive(Default)]
+struct Cookies<'a>(Vec<(Text<'a>, Text<'a>)>);
+
+impl CookieJar for Cookies<'_> {
+    fn cookie(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(n, _)| &**n == name).map(|(_, v)| &**v)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Cookies<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Pairs<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Pairs<'a> {
+            type Value = Cookies<'a>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of cookie names to values")
+            }
+
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(2).min(16));
+                while let Some((name, value)) = map.next_entry::<Text<'a>, Text<'a>>()? {
+                    pairs.push((name, value));
+                }
+                Ok(Cookies(pairs))
+            }
+        }
+        deserializer.deserialize_map(Pairs(std::marker::PhantomData))
+    }
 }
 
 #[derive(Serialize)]
@@ -64,7 +114,7 @@ struct DecideResponse<'a> {
 
 const MAX_KEY_BYTES: usize = 512;
 
-fn check_len(field: &str, value: &Option<Cow<'_, str>>) -> Result<(), ApiError> {
+fn check_len(field: &str, value: &Option<Text<'_>>) -> Result<(), ApiError> {
     match value {
         Some(v) if v.len() > MAX_KEY_BYTES => Err(ApiError::invalid(
             field,
@@ -119,7 +169,7 @@ pub async fn decide(
         rollout: &decided.live.rollout.key,
         flow: decided.flow.as_str(),
         reason: decided.reason.as_str(),
-        rule: decided.rule.as_deref(),
+        rule: decided.rule_id(),
         bucket: decided.bucket,
         version: decided.live.rollout.version,
         set_cookie: decided.set_cookie.as_ref().map(|c| SetCookieBody {
@@ -133,4 +183,25 @@ pub async fn decide(
         },
     };
     Ok(HttpResponse::Ok().json(response))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_borrowed_from_the_body_unless_escaped() {
+        let body =
+            br#"{"rollout":"r","user_key":"a\u00e9","device_id":"d","cookies":{"sy_flow":"v"}}"#;
+        let r: DecideRequest = serde_json::from_slice(body).unwrap();
+        assert!(matches!(r.rollout.0, Cow::Borrowed("r")));
+        assert!(matches!(
+            r.device_id.as_ref().unwrap().0,
+            Cow::Borrowed("d")
+        ));
+        assert!(matches!(r.user_key.as_ref().unwrap().0, Cow::Owned(ref s) if s == "aé"));
+        assert!(matches!(r.cookies.0[0].1 .0, Cow::Borrowed("v")));
+        assert_eq!(r.cookies.cookie("sy_flow"), Some("v"));
+        assert_eq!(r.cookies.cookie("other"), None);
+    }
 }

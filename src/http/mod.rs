@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest, HttpResponse, Route};
 
@@ -125,27 +126,33 @@ pub const REQUEST_ID: &str = "x-request-id";
 
 /// A caller's request id if it is sane (1–128 visible ASCII characters), else a new one:
 /// a random per-process prefix and a counter (unique without a system call per request).
-fn request_id(req: &ServiceRequest) -> String {
+fn request_id(req: &ServiceRequest) -> HeaderValue {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::OnceLock;
     static PREFIX: OnceLock<u32> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    req.headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map_or_else(
-            || {
-                let prefix = PREFIX.get_or_init(rand::random::<u32>);
-                let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-                format!("{prefix:08x}-{n:012x}")
-            },
-            str::to_string,
-        )
+    if let Some(given) = req.headers().get(REQUEST_ID).filter(|v| {
+        !v.is_empty() && v.len() <= 128 && v.as_bytes().iter().all(u8::is_ascii_graphic)
+    }) {
+        return given.clone();
+    }
+    let prefix = PREFIX.get_or_init(rand::random::<u32>);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    HeaderValue::try_from(format!("{prefix:08x}-{n:012x}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
-/// Gives every request an id (from `X-Request-Id`, or made) that every log line of the request
-/// carries and the response echoes, and counts every answer in
+/// Whether a request is on a hot path (decisions, outcome reports, reads): its span is at
+/// DEBUG level, so that at the default INFO level it costs nothing.
+fn is_hot(req: &ServiceRequest) -> bool {
+    let method = req.method();
+    method == actix_web::http::Method::GET
+        || method == actix_web::http::Method::HEAD
+        || matches!(req.path(), "/v1/decide" | "/v1/outcomes")
+}
+
+/// Gives every request an id (from `X-Request-Id`, or made) that the response echoes and that
+/// every log line of an admin request carries, and counts every answer in
 /// `switchyard_http_requests_total{route,status}` — the route is the matched pattern, never the
 /// raw path (which may hold user keys).
 pub async fn observe_requests(
@@ -157,7 +164,12 @@ pub async fn observe_requests(
         .app_data::<web::Data<AppState>>()
         .map(|s| s.metrics.clone());
     let id = request_id(&req);
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method());
+    let id_text = id.to_str().unwrap_or("-");
+    let span = if is_hot(&req) {
+        tracing::debug_span!("request", request_id = id_text, method = %req.method())
+    } else {
+        tracing::info_span!("request", request_id = id_text, method = %req.method())
+    };
     let mut response = next.call(req).instrument(span.clone()).await?;
     let route = response.request().match_name().unwrap_or("unmatched");
     let status = response.status();
@@ -168,11 +180,8 @@ pub async fn observe_requests(
             .with_label_values(&[route, status.as_str()])
             .inc();
     }
-    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&id) {
-        response.headers_mut().insert(
-            actix_web::http::header::HeaderName::from_static(REQUEST_ID),
-            value,
-        );
-    }
+    response
+        .headers_mut()
+        .insert(HeaderName::from_static(REQUEST_ID), id);
     Ok(response)
 }
