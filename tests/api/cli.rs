@@ -514,7 +514,11 @@ async fn every_request_has_an_id_and_admin_changes_are_json_log_lines_with_actor
         let r = client.get(format!("{url}/healthz")).send().await.unwrap();
         made.insert(r.headers()["x-request-id"].to_str().unwrap().to_string());
     }
-    assert_eq!(made.len(), 3, "a new id is made for each request without one: {made:?}");
+    assert_eq!(
+        made.len(),
+        3,
+        "a new id is made for each request without one: {made:?}"
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     let _ = child.kill();
     let _ = child.wait();
