@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""Prints bench/load.sh's results (key=value lines) as Markdown tables, with the ratios
+against the in-run baseline and the goals of issue 6."""
+
+import statistics
+import sys
+
+
+def parse(path):
+    rows = []
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            if not parts:
+                continue
+            kind, fields = parts[0], {}
+            for p in parts[1:] if "=" not in parts[0] else parts:
+                if "=" in p:
+                    k, v = p.split("=", 1)
+                    fields[k] = v
+            if "=" in parts[0]:
+                kind = "meta"
+            rows.append((kind, fields))
+    return rows
+
+
+def num(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def mb(kb):
+    return f"{num(kb) / 1024:.1f} MB"
+
+
+def goal(ok):
+    return "met" if ok else "**not met**"
+
+
+def main(path, note=""):
+    rows = parse(path)
+    wrk = [f for k, f in rows if k == "wrk"]
+    fixed = [f for k, f in rows if k == "fixed_rate"]
+    print()
+    print("## Results" + (f" ({note})" if note else ""))
+    print()
+    print("### Throughput (wrk, closed loop)")
+    print()
+    print("| server | run | req/s | p50 µs | p99 µs | p99.9 µs | max µs | server CPU µs/req | server CPU % | server core % | load-gen core % | steal % |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for f in wrk:
+        f["cpu_us_per_req"] = num(f.get("server_cpu")) / 100 * num(f["seconds"]) / num(f["requests"]) * 1e6
+        print(f"| {f['server']} | {f['run']} | {num(f['rps']):,.0f} | {f['p50_us']} | {f['p99_us']} "
+              f"| {f['p999_us']} | {f['max_us']} | {f['cpu_us_per_req']:.2f} | {f.get('server_cpu', '')} | {f.get('server_core_busy', '')} "
+              f"| {f.get('loadgen_core_busy', '')} "
+              f"| {f.get('steal', '')} |")
+    med = {}
+    for server in ("baseline", "switchyard"):
+        runs = [f for f in wrk if f["server"] == server]
+        if not runs:
+            continue
+        med[server] = {k: statistics.median(num(f[k]) for f in runs)
+                       for k in ("rps", "p50_us", "p99_us", "p999_us", "cpu_us_per_req")}
+        m = med[server]
+        print(f"| **{server}** | median | **{m['rps']:,.0f}** | {m['p50_us']:.0f} | {m['p99_us']:.0f} "
+              f"| {m['p999_us']:.0f} | | {m['cpu_us_per_req']:.2f} | | | | |")
+    if len(med) == 2:
+        ratio = med["switchyard"]["rps"] / med["baseline"]["rps"]
+        pairs = []
+        for run in sorted({f["run"] for f in wrk}):
+            b = [num(f["rps"]) for f in wrk if f["run"] == run and f["server"] == "baseline"]
+            s = [num(f["rps"]) for f in wrk if f["run"] == run and f["server"] == "switchyard"]
+            if b and s:
+                pairs.append(f"{s[0] / b[0]:.2f}")
+        print()
+        print(f"Throughput ratio switchyard/baseline: **{ratio:.2f}** (per run: {', '.join(pairs)}); "
+              f"goal ≥ 0.85: {goal(ratio >= 0.85)}")
+        cost = med["baseline"]["cpu_us_per_req"] / med["switchyard"]["cpu_us_per_req"]
+        print()
+        print(f"Server CPU time per request: switchyard {med['switchyard']['cpu_us_per_req']:.2f} µs, "
+              f"baseline {med['baseline']['cpu_us_per_req']:.2f} µs; ratio baseline/switchyard **{cost:.2f}** "
+              "(the same comparison, less sensitive to other tenants taking the server's core)")
+    if fixed:
+        print()
+        rate = fixed[0]["rate"]
+        print(f"### Latency under load (examples/fixed_rate, open loop at {num(rate):,.0f} req/s = "
+              "half of Switchyard's median maximum; latency from the scheduled send time)")
+        print()
+        print("| server | run | requests | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | sent late | service p99 µs "
+              "| generator lag p99 µs | non-2xx/errors | server CPU % | steal % |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for f in fixed:
+            print(f"| {f['server']} | {f.get('run', 1)} | {f['requests']} | {f['p50_us']} | {f['p90_us']} | {f['p99_us']} "
+                  f"| {f['p999_us']} | {f['max_us']} | {f['late_sends']} | {f['service_p99_us']} "
+                  f"| {f.get('send_lag_p99_us', '')} | {f['non_2xx']}/{f['errors']} | {f.get('server_cpu', '')} "
+                  f"| {f.get('steal', '')} |")
+        p99 = {}
+        for server in ("baseline", "switchyard"):
+            runs = [num(f["p99_us"]) for f in fixed if f["server"] == server]
+            if runs:
+                p99[server] = statistics.median(runs)
+                print(f"| **{server}** | median | | | | **{p99[server]:.0f}** | | | | | | | | |")
+        if "switchyard" in p99:
+            extra = f" (baseline {p99['baseline']:.0f} µs in the same run)" if "baseline" in p99 else ""
+            print()
+            print(f"Switchyard p99 at half its maximum: **{p99['switchyard']:.0f} µs**{extra}; "
+                  f"goal ≤ 1 ms: {goal(p99['switchyard'] <= 1000)}")
+    print()
+    print("### Memory (VmRSS)")
+    print()
+    print("| what | VmRSS | peak (VmHWM) | note |")
+    print("|---|---:|---:|---|")
+    for kind, f in rows:
+        if kind == "idle_rss_kb":
+            print(f"| baseline_server, idle | {mb(f['baseline'])} | | |")
+            print(f"| switchyard, idle, bench rollout + default | {mb(f['switchyard_bench_rollout'])} | | |")
+        elif kind == "after_load_rss_kb":
+            print(f"| baseline_server, after the load runs | {mb(f['baseline'])} | | |")
+            print(f"| switchyard, after the load runs | {mb(f['switchyard'])} | {mb(f['switchyard_hwm'])} | |")
+        elif kind == "rss_kb" and "fresh_default_rollout" in f:
+            print(f"| switchyard, fresh (default rollout only) | {mb(f['fresh_default_rollout'])} | | |")
+        elif kind == "rss_kb" and "enrollments" in f:
+            n = int(num(f["enrollments"]))
+            limit = 120 * 1024 if n >= 1_000_000 else None
+            g = f"goal ≤ 120 MB: {goal(num(f['idle']) <= limit)}" if limit else "(goal is for 1,000,000)"
+            print(f"| switchyard, idle, {n:,} enrollments (loaded: {f['loaded']}) + {f['rollouts']} rollouts "
+                  f"| {mb(f['idle'])} | {mb(f['hwm'])} | startup {f['startup_s']} s; {g} |")
+        elif kind == "rss_kb" and "rollouts" in f:
+            n = int(num(f["rollouts"]))
+            g = f"goal ≤ 30 MB: {goal(num(f['idle']) <= 30 * 1024)}" if n >= 100 else "(goal is for 100)"
+            print(f"| switchyard, idle, {n} rollouts ({n - 1} created through the API + the default) | {mb(f['idle'])} "
+                  f"| {mb(f['hwm'])} | {g} |")
+        elif kind == "store_file_bytes":
+            print(f"| (store file with {int(num(f['enrollments'])):,} enrollments) | {num(f['bytes']) / 1e6:.1f} MB on disk | | |")
+    print()
+    for kind, f in rows:
+        if kind == "meta" or kind.startswith("sample_") or kind.startswith("loadavg"):
+            print("- " + " ".join(f"{k}={v}" for k, v in f.items()) if kind == "meta"
+                  else f"- {kind} " + " ".join(f"{k}={v}" for k, v in f.items()))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

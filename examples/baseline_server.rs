@@ -1,0 +1,187 @@
+//! Bench-only: the smallest actix-web server that does what a decide request must do at the
+//! HTTP level, so `bench/load.sh` can compare Switchyard against it in the same run.
+//!
+//! Same actix-web (this crate's dependency, same features), same worker setting, one route
+//! `POST /v1/decide` that checks `Authorization: Bearer <token>` (a plain string compare),
+//! parses a JSON body with the decide request's field names (borrowing from it), computes a
+//! bucket with xxh3 (per-request work, no rules) and answers a JSON body of the same shape and
+//! size as Switchyard's decide response. Nothing else: no metrics, no middleware, no GeoIP,
+//! no cookie verification.
+//!
+//! ```sh
+//! cargo build --release --example baseline_server
+//! target/release/examples/baseline_server <port> [workers] [token]
+//! ```
+//! Binds 127.0.0.1:<port>; `workers` defaults to 1; `token` to `bench-decide-token`.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use actix_web::http::header;
+use actix_web::web::{self, Bytes};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer};
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
+
+/// Same field names as Switchyard's decide request.
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct DecideRequest<'a> {
+    #[serde(borrow)]
+    rollout: Cow<'a, str>,
+    #[serde(borrow, default)]
+    user_key: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    device_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    ip: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    country: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    platform: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    app_version: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    session_token: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    cookies: HashMap<Cow<'a, str>, Cow<'a, str>>,
+}
+
+#[derive(Serialize)]
+struct SetCookieBody<'a> {
+    name: &'a str,
+    value: &'a str,
+    max_age_seconds: u64,
+}
+
+#[derive(Serialize)]
+struct SessionBody {
+    source: &'static str,
+    action: &'static str,
+}
+
+/// Same shape as Switchyard's decide response.
+#[derive(Serialize)]
+struct DecideResponse<'a> {
+    rollout: &'a str,
+    flow: &'static str,
+    reason: &'static str,
+    rule: Option<&'a str>,
+    bucket: u16,
+    version: u64,
+    set_cookie: Option<SetCookieBody<'a>>,
+    session: SessionBody,
+}
+
+struct State {
+    /// `Bearer <token>`, compared as a plain string.
+    expected_authorization: String,
+}
+
+const SALT: &str = "bench-salt-0001";
+const COOKIE_NAME: &str = "sy_bench";
+const MAX_AGE: u64 = 30 * 24 * 3600;
+
+fn error(status: actix_web::http::StatusCode, code: &str) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("application/json")
+        .body(format!(
+            "{{\"error\":{{\"code\":\"{code}\",\"message\":\"{code}\",\"details\":[]}}}}"
+        ))
+}
+
+async fn decide(req: HttpRequest, state: web::Data<State>, body: Bytes) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    let authorized = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .is_some_and(|v| v.as_bytes() == state.expected_authorization.as_bytes());
+    if !authorized {
+        return error(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    let request: DecideRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(_) => return error(StatusCode::BAD_REQUEST, "malformed_json"),
+    };
+    let Some(key) = request.user_key.as_deref().or(request.device_id.as_deref()) else {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "missing_key");
+    };
+    // SPEC §2's formula, so the answer carries a real per-request bucket.
+    let mut input = Vec::with_capacity(SALT.len() + 1 + key.len());
+    input.extend_from_slice(SALT.as_bytes());
+    input.push(b':');
+    input.extend_from_slice(key.as_bytes());
+    let h = xxh3_64(&input);
+    let bucket = ((u128::from(h) * 10_000) >> 64) as u16;
+    let stytch = bucket < 2500;
+    // A cookie value of the same length as a signed sticky cookie (43-character signature).
+    let has_cookie = request.cookies.contains_key(COOKIE_NAME);
+    let cookie_value = (!has_cookie).then(|| {
+        let sig = xxh3_128(&input);
+        format!(
+            "s1.{}.1.{bucket}.{}.{:032x}{:011x}",
+            request.rollout,
+            u8::from(stytch),
+            sig,
+            h >> 20
+        )
+    });
+    let response = DecideResponse {
+        rollout: &request.rollout,
+        flow: if stytch { "stytch" } else { "legacy" },
+        reason: if has_cookie {
+            "sticky_cookie"
+        } else {
+            "percentage"
+        },
+        rule: None,
+        bucket,
+        version: 2,
+        set_cookie: cookie_value.as_deref().map(|value| SetCookieBody {
+            name: COOKIE_NAME,
+            value,
+            max_age_seconds: MAX_AGE,
+        }),
+        session: SessionBody {
+            source: if request.session_token.is_some() {
+                "legacy"
+            } else {
+                "none"
+            },
+            action: if stytch {
+                "login_stytch"
+            } else {
+                "login_legacy"
+            },
+        },
+    };
+    HttpResponse::Ok().json(response)
+}
+
+#[actix_web::main]
+async fn main() -> std::io::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let usage = "usage: baseline_server <port> [workers] [token]";
+    let port: u16 = args
+        .next()
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| std::io::Error::other(usage))?;
+    let workers: usize = match args.next() {
+        Some(w) => w.parse().map_err(|_| std::io::Error::other(usage))?,
+        None => 1,
+    };
+    let token = args.next().unwrap_or_else(|| "bench-decide-token".into());
+    let state = web::Data::new(State {
+        expected_authorization: format!("Bearer {token}"),
+    });
+    println!("baseline_server listening on http://127.0.0.1:{port} ({workers} workers)");
+    HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .route("/v1/decide", web::post().to(decide))
+    })
+    .workers(workers.max(1))
+    .bind(("127.0.0.1", port))?
+    .run()
+    .await
+}
