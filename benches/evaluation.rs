@@ -91,16 +91,50 @@ fn benches(c: &mut Criterion) {
     c.bench_function("evaluate/10_rules_1000_cidrs", |b| {
         b.iter(|| decide(black_box(&complex), black_box(&subject), |_| false))
     });
+    // 5,376 distinct addresses that the test database knows (202.196.224.0/20 PH,
+    // 175.16.199.0/24 CN, 214.78.120.0/22 US-CA): more than the per-thread lookup cache holds,
+    // so every lookup walks the database — the worst case.
+    let known: Vec<IpAddr> = (0..4096u32)
+        .map(|i| IpAddr::V4(Ipv4Addr::from(0xCAC4_E000 + i)))
+        .chain((0..256u32).map(|i| IpAddr::V4(Ipv4Addr::from(0xAF10_C700 + i))))
+        .chain((0..1024u32).map(|i| IpAddr::V4(Ipv4Addr::from(0xD64E_7800 + i))))
+        .collect();
+    let mut at = 0usize;
     c.bench_function("evaluate/10_rules_1000_cidrs_with_geoip", |b| {
         b.iter(|| {
+            at = (at + 1) % known.len();
             let located = Subject {
-                location: locate(&geo, subject.ip, None),
+                ip: Some(known[at]),
+                location: locate(&geo, Some(known[at]), None),
                 ..subject
             };
             decide(black_box(&complex), black_box(&located), |_| false)
         })
     });
-    c.bench_function("geoip/lookup", |b| b.iter(|| geo.lookup(black_box(ip))));
+    c.bench_function(
+        "evaluate/10_rules_1000_cidrs_with_geoip_repeat_caller",
+        |b| {
+            b.iter(|| {
+                let located = Subject {
+                    location: locate(&geo, subject.ip, None),
+                    ..subject
+                };
+                decide(black_box(&complex), black_box(&located), |_| false)
+            })
+        },
+    );
+    // A repeat caller is answered from the per-thread cache; 16,384 distinct addresses (more
+    // than the cache holds) walk the database every time.
+    c.bench_function("geoip/lookup_repeat_caller", |b| {
+        b.iter(|| geo.lookup(black_box(ip)))
+    });
+    let mut next = 0usize;
+    c.bench_function("geoip/lookup_distinct_callers", |b| {
+        b.iter(|| {
+            next = (next + 1) % known.len();
+            geo.lookup(black_box(known[next]))
+        })
+    });
 
     let signer = CookieSigner::new(b"a benchmark secret of at least 32 bytes");
     let state = StickyState {

@@ -136,10 +136,49 @@ fn request_id(req: &ServiceRequest) -> HeaderValue {
     }) {
         return given.clone();
     }
-    let prefix = PREFIX.get_or_init(rand::random::<u32>);
+    let prefix = *PREFIX.get_or_init(rand::random::<u32>);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    HeaderValue::try_from(format!("{prefix:08x}-{n:012x}"))
-        .unwrap_or_else(|_| HeaderValue::from_static("-"))
+    // `pppppppp-nnnnnnnnnnnn` in hex, written without a format string.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = [b'-'; 21];
+    for i in 0..8 {
+        id[i] = HEX[((prefix >> (28 - 4 * i)) & 0xf) as usize];
+    }
+    for i in 0..12 {
+        id[9 + i] = HEX[((n >> (44 - 4 * i)) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+/// Counts one answer. Each worker thread keeps the counters it has used, so the hot path does
+/// no label lookup (route names live as long as the app; a new app starts a fresh cache).
+fn count_answer(metrics: &Arc<Metrics>, route: &str, status: u16) {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    type Key = (usize, usize, usize, u16);
+    thread_local! {
+        static COUNTERS: RefCell<HashMap<Key, prometheus::IntCounter>> = RefCell::new(HashMap::new());
+    }
+    let key = (
+        Arc::as_ptr(metrics) as usize,
+        route.as_ptr() as usize,
+        route.len(),
+        status,
+    );
+    COUNTERS.with(|counters| {
+        let mut counters = counters.borrow_mut();
+        if counters.len() > 4096 {
+            counters.clear();
+        }
+        counters
+            .entry(key)
+            .or_insert_with(|| {
+                let status = actix_web::http::StatusCode::from_u16(status)
+                    .map_or_else(|_| status.to_string(), |s| s.as_str().to_string());
+                metrics.http_requests.with_label_values(&[route, &status])
+            })
+            .inc();
+    });
 }
 
 /// Whether a request is on a hot path (decisions, outcome reports, reads): its span is at
@@ -175,10 +214,7 @@ pub async fn observe_requests(
     let status = response.status();
     span.in_scope(|| tracing::debug!(route, status = status.as_u16(), "answered"));
     if let Some(metrics) = metrics {
-        metrics
-            .http_requests
-            .with_label_values(&[route, status.as_str()])
-            .inc();
+        count_answer(&metrics, route, status.as_u16());
     }
     response
         .headers_mut()
