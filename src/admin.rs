@@ -541,7 +541,11 @@ impl Admin {
             .catalog
             .get(key)
             .ok_or_else(|| AdminError::NotFound(key.to_string()))?;
-        let expires_at = Utc::now() + chrono::Duration::seconds(ttl_seconds as i64);
+        // Whole seconds, rounded up: the cookie carries unix seconds and lives at least `ttl`.
+        let now = Utc::now();
+        let start = now.timestamp() + i64::from(now.timestamp_subsec_nanos() > 0);
+        let expires_at = chrono::DateTime::from_timestamp(start + ttl_seconds as i64, 0)
+            .unwrap_or(now + chrono::Duration::seconds(ttl_seconds as i64));
         let value =
             self.signer
                 .sign_override(key, live.compiled.epoch, flow, expires_at.timestamp());

@@ -256,6 +256,24 @@ impl Application {
             metrics_require_token: settings.metrics.require_token,
         });
 
+        if !catalog.is_ready() {
+            // Started with the store away and nothing to go on: once the rules arrive, make sure
+            // there is something to ramp, as a fresh installation would have.
+            let state = state.clone();
+            background.push(tokio::spawn(async move {
+                while !state.catalog.is_ready() {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                match state.admin.ensure_default_rollout().await {
+                    Ok(Some(created)) => {
+                        tracing::info!(rollout = %created.key, "created the default rollout at 0 %")
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot create the default rollout"),
+                }
+            }));
+        }
+
         let listener =
             TcpListener::bind(&settings.server.bind).map_err(|source| StartupError::Bind {
                 addr: settings.server.bind.clone(),

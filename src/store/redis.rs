@@ -225,6 +225,8 @@ struct Inner {
     metrics: Arc<Metrics>,
     /// Highest stream id applied.
     last_event: StdMutex<String>,
+    /// Whether a sync has succeeded (the listener has what Redis had at `last_event`).
+    synced: std::sync::atomic::AtomicBool,
 }
 
 pub struct RedisStore {
@@ -263,6 +265,7 @@ impl RedisStore {
                 resync: Notify::new(),
                 metrics,
                 last_event: StdMutex::new("0-0".into()),
+                synced: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -499,6 +502,8 @@ impl Inner {
                         *mirror = data.clone();
                     }
                     *self.last_event.lock().unwrap_or_else(|e| e.into_inner()) = head;
+                    self.synced
+                        .store(true, std::sync::atomic::Ordering::Release);
                     self.mirror_dirty.notify_one();
                     self.metrics
                         .last_sync
@@ -787,7 +792,10 @@ impl Inner {
         let mut first = true;
         loop {
             let result = async {
-                if !first {
+                // At startup the store was loaded already — unless Redis was away then.
+                let loaded_at_start =
+                    first && self.synced.load(std::sync::atomic::Ordering::Acquire);
+                if !loaded_at_start {
                     let data = self.sync().await?;
                     listener.replace_all(data.loaded());
                 }

@@ -110,7 +110,8 @@ async fn an_expired_override_cookie_is_ignored_and_counted_as_expired() {
     app.create_rollout(rollout("r", 0.0, json!([]))).await;
     let short = app.mint_override("r", "stytch", 1).await;
     let long = app.mint_override("r", "stytch", 3600).await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // A cookie lives at least its ttl, to the whole second: 1 s may last up to 2 s.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     let d = decide_with(&app, "r", json!({"sy_override": short})).await;
     assert_eq!(d["flow"], "legacy");
     assert_eq!(d["reason"], "percentage");

@@ -81,6 +81,11 @@ impl RedisServer {
         (server, ca)
     }
 
+    /// A server on a port chosen beforehand (to start it after a client was told where).
+    pub fn start_on_port(port: u16) -> RedisServer {
+        Self::start_on(port, Vec::new())
+    }
+
     fn start_on(port: u16, extra: Vec<String>) -> RedisServer {
         let mut server = RedisServer {
             port,

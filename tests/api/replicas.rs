@@ -512,3 +512,42 @@ async fn moving_from_the_embedded_store_to_redis_uploads_everything() {
         "enrolled"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_replica_started_before_redis_becomes_ready_when_redis_arrives() {
+    let port = crate::redis_server::free_port();
+    let app = replica(&format!("redis://127.0.0.1:{port}"), false).await;
+    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_error(r, StatusCode::SERVICE_UNAVAILABLE, "not_ready").await;
+    // Decisions cannot be made without rules: the rollout is unknown for now.
+    let r = app
+        .post(
+            "/v1/decide",
+            DECIDE_TOKEN,
+            &json!({"rollout": "stytch-login", "user_key": "a"}),
+        )
+        .await;
+    assert_error(r, StatusCode::NOT_FOUND, "not_found").await;
+
+    let _redis = RedisServer::start_on_port(port);
+    eventually(
+        Duration::from_secs(15),
+        "ready with the default rollout",
+        || async {
+            app.client
+                .get(app.url("/readyz"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                == StatusCode::OK
+                && app
+                    .get("/v1/rollouts/stytch-login", READ_TOKEN)
+                    .await
+                    .status()
+                    == StatusCode::OK
+        },
+    )
+    .await;
+    assert_eq!(flow_of(&app, "a").await, "legacy");
+}
