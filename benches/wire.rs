@@ -11,64 +11,13 @@
 //! `decode/switchyard_parse` is the production entry point `switchyard::http::body::parse`
 //! (since 1b4aa4a a plain `from_slice` with the path-tracking parser only to explain an error;
 //! before, serde_path_to_error on every request at twice the cost), so the two show what the
-//! wrapper costs. The request and response structs mirror those of `src/http/decide.rs` as of
-//! 3efd158 (owned-or-borrowed strings, cookies in a `HashMap`).
+//! wrapper costs. The request and response types are the service's own
+//! (`switchyard::http::decide`).
 
-use std::borrow::Cow;
-use std::collections::HashMap;
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use serde::{Deserialize, Serialize};
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-struct DecideRequest<'a> {
-    #[serde(borrow)]
-    rollout: Cow<'a, str>,
-    #[serde(borrow, default)]
-    user_key: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    device_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    ip: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    country: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    platform: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    app_version: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    session_token: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    cookies: HashMap<Cow<'a, str>, Cow<'a, str>>,
-}
-
-#[derive(Serialize)]
-struct SetCookieBody<'a> {
-    name: &'a str,
-    value: &'a str,
-    max_age_seconds: u64,
-}
-
-#[derive(Serialize)]
-struct SessionBody {
-    source: &'static str,
-    action: &'static str,
-}
-
-#[derive(Serialize)]
-struct DecideResponse<'a> {
-    rollout: &'a str,
-    flow: &'static str,
-    reason: &'static str,
-    rule: Option<&'a str>,
-    bucket: u16,
-    version: u64,
-    set_cookie: Option<SetCookieBody<'a>>,
-    session: SessionBody,
-}
+use switchyard::http::decide::{DecideRequest, DecideResponse, SessionBody, SetCookieBody};
 
 /// A decide request as bench/load.sh sends it (one with every field and a sticky cookie).
 const REQUEST: &str = r#"{"rollout":"bench-login","user_key":"user-0004711@example.com","device_id":"d-4f2a9c71e03b","ip":"81.2.69.142","platform":"web","app_version":"5.3.1","session_token":"8f14e45fceea167a5a36dedd4bea2543","cookies":{"sy_bench":"s1.bench-login.1.1234.0.Zx3vQk2b9mN4pL7sT1wY8cE5aR6uH0jD2fG9kM3nB4q"}}"#;
@@ -101,9 +50,8 @@ fn response(with_cookie: bool) -> DecideResponse<'static> {
 fn benches(c: &mut Criterion) {
     let request = REQUEST.as_bytes();
     let minimal = REQUEST_MINIMAL.as_bytes();
-    // The mirror struct must accept what the service accepts.
     let parsed: DecideRequest = switchyard::http::body::parse(request).expect("valid request");
-    assert_eq!(parsed.cookies.len(), 1);
+    assert_eq!(parsed.cookies.0.len(), 1);
 
     let mut decode = c.benchmark_group("decode");
     decode.bench_function("baseline/decode_value", |b| {

@@ -18,7 +18,7 @@ use crate::decider::{CookieJar, DecideInput};
 /// map, hence this newtype.)
 #[derive(Deserialize)]
 #[serde(transparent)]
-struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+pub struct Text<'a>(#[serde(borrow)] pub Cow<'a, str>);
 
 impl std::ops::Deref for Text<'_> {
     type Target = str;
@@ -28,33 +28,34 @@ impl std::ops::Deref for Text<'_> {
     }
 }
 
+/// The body of `POST /v1/decide` (SPEC §4), borrowed from the request's bytes.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct DecideRequest<'a> {
+pub struct DecideRequest<'a> {
     #[serde(borrow)]
-    rollout: Text<'a>,
+    pub rollout: Text<'a>,
     #[serde(borrow, default)]
-    user_key: Option<Text<'a>>,
+    pub user_key: Option<Text<'a>>,
     #[serde(borrow, default)]
-    device_id: Option<Text<'a>>,
+    pub device_id: Option<Text<'a>>,
     #[serde(borrow, default)]
-    ip: Option<Text<'a>>,
+    pub ip: Option<Text<'a>>,
     #[serde(borrow, default)]
-    country: Option<Text<'a>>,
+    pub country: Option<Text<'a>>,
     #[serde(borrow, default)]
-    platform: Option<Text<'a>>,
+    pub platform: Option<Text<'a>>,
     #[serde(borrow, default)]
-    app_version: Option<Text<'a>>,
+    pub app_version: Option<Text<'a>>,
     #[serde(borrow, default)]
-    session_token: Option<Text<'a>>,
+    pub session_token: Option<Text<'a>>,
     #[serde(borrow, default)]
-    cookies: Cookies<'a>,
+    pub cookies: Cookies<'a>,
 }
 
 /// The request's cookies as sent: a handful of pairs, looked up by a scan (no hash map to
 /// build per request).
 #[derive(Default)]
-struct Cookies<'a>(Vec<(Text<'a>, Text<'a>)>);
+pub struct Cookies<'a>(pub Vec<(Text<'a>, Text<'a>)>);
 
 impl CookieJar for Cookies<'_> {
     fn cookie(&self, name: &str) -> Option<&str> {
@@ -88,28 +89,29 @@ impl<'de: 'a, 'a> Deserialize<'de> for Cookies<'a> {
 }
 
 #[derive(Serialize)]
-struct SetCookieBody<'a> {
-    name: &'a str,
-    value: &'a str,
-    max_age_seconds: u64,
+pub struct SetCookieBody<'a> {
+    pub name: &'a str,
+    pub value: &'a str,
+    pub max_age_seconds: u64,
 }
 
 #[derive(Serialize)]
-struct SessionBody {
-    source: &'static str,
-    action: &'static str,
+pub struct SessionBody {
+    pub source: &'static str,
+    pub action: &'static str,
 }
 
 #[derive(Serialize)]
-struct DecideResponse<'a> {
-    rollout: &'a str,
-    flow: &'static str,
-    reason: &'static str,
-    rule: Option<&'a str>,
-    bucket: u16,
-    version: u64,
-    set_cookie: Option<SetCookieBody<'a>>,
-    session: SessionBody,
+/// The answer of `POST /v1/decide` (SPEC §4).
+pub struct DecideResponse<'a> {
+    pub rollout: &'a str,
+    pub flow: &'static str,
+    pub reason: &'static str,
+    pub rule: Option<&'a str>,
+    pub bucket: u16,
+    pub version: u64,
+    pub set_cookie: Option<SetCookieBody<'a>>,
+    pub session: SessionBody,
 }
 
 const MAX_KEY_BYTES: usize = 512;
