@@ -561,33 +561,38 @@ impl Admin {
     }
 
     pub async fn enroll(&self, key: &str, user_key: &str) -> Result<bool, AdminError> {
-        Self::check_user_key(user_key)?;
-        if self.catalog.get(key).is_none() {
-            return Err(AdminError::NotFound(key.to_string()));
-        }
-        let added = self
-            .store
-            .enroll(key, user_key)
-            .await
-            .map_err(|e| self.store_error("enroll", e))?;
-        self.reached("enroll");
-        self.catalog.enroll(key, user_key);
-        Ok(added)
+        self.set_enrolled(key, user_key, true).await
     }
 
     pub async fn unenroll(&self, key: &str, user_key: &str) -> Result<bool, AdminError> {
+        self.set_enrolled(key, user_key, false).await
+    }
+
+    /// Records the change in the store, then in memory. `Ok(true)` when something changed.
+    async fn set_enrolled(
+        &self,
+        key: &str,
+        user_key: &str,
+        enrolled: bool,
+    ) -> Result<bool, AdminError> {
         Self::check_user_key(user_key)?;
         if self.catalog.get(key).is_none() {
             return Err(AdminError::NotFound(key.to_string()));
         }
-        let removed = self
-            .store
-            .unenroll(key, user_key)
-            .await
-            .map_err(|e| self.store_error("unenroll", e))?;
-        self.reached("unenroll");
-        self.catalog.unenroll(key, user_key);
-        Ok(removed)
+        let op = if enrolled { "enroll" } else { "unenroll" };
+        let result = if enrolled {
+            self.store.enroll(key, user_key).await
+        } else {
+            self.store.unenroll(key, user_key).await
+        };
+        let changed = result.map_err(|e| self.store_error(op, e))?;
+        self.reached(op);
+        if enrolled {
+            self.catalog.enroll(key, user_key);
+        } else {
+            self.catalog.unenroll(key, user_key);
+        }
+        Ok(changed)
     }
 
     pub async fn enrollments(

@@ -55,6 +55,35 @@ impl EmbeddedStore {
         })
     }
 
+    /// Enrolls (or unenrolls) a user and saves; undone in memory if saving fails. `Ok(true)`
+    /// when something changed.
+    async fn set_enrolled(
+        &self,
+        key: &str,
+        user_key: &str,
+        enrolled: bool,
+    ) -> Result<bool, StoreError> {
+        let mut data = self.data.lock().await;
+        if !data.rollouts.contains_key(key) {
+            return Err(StoreError::NotFound(key.to_string()));
+        }
+        let apply = |data: &mut Dataset, enroll: bool| {
+            if enroll {
+                data.enroll(key, user_key)
+            } else {
+                data.unenroll(key, user_key)
+            }
+        };
+        let changed = apply(&mut data, enrolled);
+        if changed {
+            if let Err(e) = self.save(&data).await {
+                apply(&mut data, !enrolled);
+                return Err(e);
+            }
+        }
+        Ok(changed)
+    }
+
     async fn save(&self, data: &Dataset) -> Result<(), StoreError> {
         let bytes = data.to_bytes()?;
         let path = self.path.clone();
@@ -100,33 +129,11 @@ impl RolloutStore for EmbeddedStore {
     }
 
     async fn enroll(&self, key: &str, user_key: &str) -> Result<bool, StoreError> {
-        let mut data = self.data.lock().await;
-        if !data.rollouts.contains_key(key) {
-            return Err(StoreError::NotFound(key.to_string()));
-        }
-        let added = data.enroll(key, user_key);
-        if added {
-            if let Err(e) = self.save(&data).await {
-                data.unenroll(key, user_key);
-                return Err(e);
-            }
-        }
-        Ok(added)
+        self.set_enrolled(key, user_key, true).await
     }
 
     async fn unenroll(&self, key: &str, user_key: &str) -> Result<bool, StoreError> {
-        let mut data = self.data.lock().await;
-        if !data.rollouts.contains_key(key) {
-            return Err(StoreError::NotFound(key.to_string()));
-        }
-        let removed = data.unenroll(key, user_key);
-        if removed {
-            if let Err(e) = self.save(&data).await {
-                data.enroll(key, user_key);
-                return Err(e);
-            }
-        }
-        Ok(removed)
+        self.set_enrolled(key, user_key, false).await
     }
 
     async fn enrollments(

@@ -125,15 +125,10 @@ async fn propagation_and_racing_writers(a: &TestApp, b: &TestApp) {
     // Enrollments reach every replica's memory.
     a.patch_rollout("stytch-login", json!({"percentage": 0}))
         .await;
-    let r = a
-        .send(
-            Method::PUT,
-            "/v1/rollouts/stytch-login/enrollments/bob@example.com",
-            Some(BACKEND_TOKEN),
-            None,
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(
+        a.enroll("stytch-login", "bob@example.com").await,
+        StatusCode::CREATED
+    );
     eventually(Duration::from_secs(2), "enrollment propagation", || async {
         b.decide(json!({"rollout": "stytch-login", "user_key": "bob@example.com"}))
             .await["reason"]
@@ -303,15 +298,7 @@ async fn a_replica_started_while_redis_is_down_serves_its_last_known_rules() {
     let a = replica(&redis.url(), false).await;
     a.patch_rollout("stytch-login", json!({"percentage": 35}))
         .await;
-    let r = a
-        .send(
-            Method::PUT,
-            "/v1/rollouts/stytch-login/enrollments/dora",
-            Some(BACKEND_TOKEN),
-            None,
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(a.enroll("stytch-login", "dora").await, StatusCode::CREATED);
     let before = decisions(&a, 30).await;
     // The last-known copy is written within a second of a change.
     let copy = a.settings.store.path.clone();
@@ -349,15 +336,7 @@ async fn redis_coming_back_empty_is_restored_from_the_last_known_copy_and_counte
     a.create_rollout(json!({"key": "mobile", "percentage": 20, "sticky": {"cookie_name": "sy_m"}}))
         .await;
     a.patch_rollout("mobile", json!({"percentage": 25})).await;
-    let r = a
-        .send(
-            Method::PUT,
-            "/v1/rollouts/mobile/enrollments/erin",
-            Some(BACKEND_TOKEN),
-            None,
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(a.enroll("mobile", "erin").await, StatusCode::CREATED);
     // A rollout deleted through the API stays deleted, and is no reason to restore anything.
     a.create_rollout(json!({"key": "doomed", "sticky": {"enabled": false}}))
         .await;
@@ -478,15 +457,7 @@ async fn moving_from_the_embedded_store_to_redis_uploads_everything() {
             json!({"key": "web", "percentage": 15, "sticky": {"cookie_name": "sy_web"}}),
         )
         .await;
-    let r = embedded
-        .send(
-            Method::PUT,
-            "/v1/rollouts/web/enrollments/frank",
-            Some(BACKEND_TOKEN),
-            None,
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(embedded.enroll("web", "frank").await, StatusCode::CREATED);
     let before = decisions(&embedded, 20).await;
     embedded.stop().await;
 
