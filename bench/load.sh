@@ -16,12 +16,15 @@
 #     switchyard, baseline, switchyard for DURATION s each with the same connections;
 #  4. latency under load: examples/fixed_rate (open loop, latency from the scheduled send
 #     time) at half of Switchyard's measured maximum, against Switchyard and the baseline,
-#     alternating, RUNS times each (requests slower than 1 ms are listed in slow-*.txt);
-#  5. memory: VmRSS of Switchyard idle with ROLLOUTS rollouts created through the API, then
+#     alternating, FIXED_RUNS times each (requests slower than 1 ms are listed in slow-*.txt);
+#  5. machine stalls: examples/stall_meter on each core at once (both servers idle) for
+#     DURATION s: how often the machine itself stops a thread that never waits, the floor
+#     under any p99 of step 4;
+#  6. memory: VmRSS of Switchyard idle with ROLLOUTS rollouts created through the API, then
 #     with ENROLLMENTS enrollments written straight into its store file before a restart.
 #
 # Settings (environment): DURATION (s, default 10; SMOKE: 1), WARMUP (s, default 2; SMOKE: 1),
-# CONNECTIONS (32), RUNS (pairs of wrk runs, 2), ROLLOUTS (100), ENROLLMENTS (1000000; SMOKE:
+# CONNECTIONS (32), RUNS (pairs of wrk runs, 2), FIXED_RUNS (pairs of fixed-rate runs, 3), ROLLOUTS (100), ENROLLMENTS (1000000; SMOKE:
 # 10000), SERVER_CORE (0), LOADGEN_CORE (1), KEEP_TMP=1 to keep the temp dir,
 # RESULTS=file to also write the results as key=value lines, NICE (-10 as root; 0 = off),
 # RT=1 to run the servers SCHED_FIFO during the fixed-rate phase (root; see below),
@@ -46,6 +49,7 @@ else
 fi
 CONNECTIONS=${CONNECTIONS:-32}
 RUNS=${RUNS:-2}
+FIXED_RUNS=${FIXED_RUNS:-3}
 ROLLOUTS=${ROLLOUTS:-100}
 SERVER_CORE=${SERVER_CORE:-0}
 LOADGEN_CORE=${LOADGEN_CORE:-1}
@@ -90,11 +94,13 @@ prio() { # command... : runs it (exec) in its own session at nice $NICE
 on_loadgen() { (prio taskset -c "$LOADGEN_CORE" "$@"); }
 
 # --- build -------------------------------------------------------------------------------
-say "building release (switchyard, baseline_server, fixed_rate)"
-(cd "$ROOT" && cargo build --release --quiet --bin switchyard --example baseline_server --example fixed_rate)
+say "building release (switchyard, baseline_server, fixed_rate, stall_meter)"
+(cd "$ROOT" && cargo build --release --quiet --bin switchyard --example baseline_server --example fixed_rate \
+  --example stall_meter)
 SWITCHYARD=$ROOT/target/release/switchyard
 BASELINE=$ROOT/target/release/examples/baseline_server
 FIXED_RATE=$ROOT/target/release/examples/fixed_rate
+STALL_METER=$ROOT/target/release/examples/stall_meter
 
 # --- temp dir, processes, cleanup --------------------------------------------------------
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/switchyard-bench.XXXXXX")
@@ -297,7 +303,7 @@ if [[ ${RT:-0} == 1 ]]; then
   chrt -a -f -p 10 "$SY_MAIN_PID" >/dev/null && chrt -a -f -p 10 "$BASE_PID" >/dev/null \
     || die "RT=1: cannot make the servers SCHED_FIFO (root needed)"
 fi
-for run in $(seq "$RUNS"); do
+for run in $(seq "$FIXED_RUNS"); do
   for server in switchyard baseline; do
     url=$SY_URL pid=$SY_MAIN_PID
     [[ $server == baseline ]] && url=$BASE_URL pid=$BASE_PID
@@ -317,6 +323,23 @@ done
 if [[ ${RT:-0} == 1 ]]; then
   chrt -a -o -p 0 "$SY_MAIN_PID" >/dev/null; chrt -a -o -p 0 "$BASE_PID" >/dev/null
 fi
+
+# --- 4. machine stalls: the floor under the p99 above ------------------------------------
+say "machine stalls: a thread that never waits on each core for ${DURATION} s (servers idle)"
+meter_cores=("$SERVER_CORE")
+[[ $LOADGEN_CORE == "$SERVER_CORE" ]] || meter_cores+=("$LOADGEN_CORE")
+meters=()
+for core in "${meter_cores[@]}"; do
+  (prio taskset -c "$core" "$STALL_METER" --seconds "$DURATION" --json) >"$TMP/stalls-$core.json" &
+  meters+=($!)
+done
+wait "${meters[@]}"
+for core in "${meter_cores[@]}"; do
+  out=$(cat "$TMP/stalls-$core.json")
+  role=server; [[ $core == "$LOADGEN_CORE" ]] && role=loadgen
+  echo "    core $core ($role): $out" >&2
+  record "stalls core=$core role=$role $(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(" ".join(f"{k}={v}" for k, v in d.items()))' "$out")"
+done
 if [[ ${PROFILE:-0} == 1 ]]; then
   # perf with the cpu-clock software event (no hardware counters on this VM); release builds
   # carry line tables (profile.release debug = 1), so DWARF call graphs resolve.
@@ -338,7 +361,7 @@ record "loadavg_after $(awk '{ print "1min=" $1, "5min=" $2 }' /proc/loadavg)"
 stop "$BASE_PID"
 stop "$SY_MAIN_PID"
 
-# --- 4. memory ---------------------------------------------------------------------------
+# --- 5. memory ---------------------------------------------------------------------------
 MEM_PORT=$($GEN freeport)
 MEM_URL=http://127.0.0.1:$MEM_PORT
 write_config "$TMP/mem" "$MEM_PORT"
@@ -365,7 +388,7 @@ record "rss_kb enrollments=$ENROLLMENTS loaded=${enrolled:-?} rollouts=$count id
 say "    $ENROLLMENTS enrollments: VmRSS $(rss_kb "$SY_PID") kB (peak $(hwm_kb "$SY_PID") kB)"
 stop "$SY_PID"
 
-# --- 5. report ---------------------------------------------------------------------------
+# --- 6. report ---------------------------------------------------------------------------
 [[ -n ${RESULTS:-} ]] && cp "$RESULTS_FILE" "$RESULTS"
 python3 "$ROOT/bench/report.py" "$RESULTS_FILE" \
   "cores: server $SERVER_CORE, load generator $LOADGEN_CORE, nice $NICE$([[ ${RT:-0} == 1 ]] && echo ', servers SCHED_FIFO at fixed rate'); wrk -t1 -c$CONNECTIONS, ${DURATION} s per run, $RUNS runs each"

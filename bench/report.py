@@ -43,6 +43,7 @@ def main(path, note=""):
     rows = parse(path)
     wrk = [f for k, f in rows if k == "wrk"]
     fixed = [f for k, f in rows if k == "fixed_rate"]
+    stalls = [f for k, f in rows if k == "stalls"]
     print()
     print("## Results" + (f" ({note})" if note else ""))
     print()
@@ -107,6 +108,28 @@ def main(path, note=""):
             print()
             print(f"Switchyard p99 at half its maximum: **{p99['switchyard']:.0f} µs**{extra}; "
                   f"goal ≤ 1 ms: {goal(p99['switchyard'] <= 1000)}")
+            service = {s: statistics.median(num(f["service_p99_us"]) for f in fixed if f["server"] == s)
+                       for s in p99}
+            extra = f" (baseline {service['baseline']:.0f} µs)" if "baseline" in service else ""
+            print()
+            print(f"Counted from the actual send instead (what `oha --qps` reports without "
+                  f"`--latency-correction`; stalls of the generator and the queue behind a slow "
+                  f"answer are not charged): Switchyard p99 **{service['switchyard']:.0f} µs**{extra}")
+    if stalls:
+        print()
+        print(f"### Machine stalls (examples/stall_meter: a thread that never waits, one per core, "
+              f"{num(stalls[0]['seconds']):.0f} s, servers idle)")
+        print()
+        print("| core | role | stalls > 100 µs | > 500 µs | > 1 ms | > 2 ms | > 5 ms | longest µs | time lost % | in stalls > 1 ms % |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for f in stalls:
+            print(f"| {f['core']} | {f['role']} | {f['over_100us']} | {f['over_500us']} | {f['over_1000us']} "
+                  f"| {f['over_2000us']} | {f['over_5000us']} | {f['longest_us']} | {f['lost_pct']} "
+                  f"| {f['lost_over_1ms_pct']} |")
+        print()
+        print("A request that arrives while its server's core is stalled waits for the stall, and "
+              "the ones queued behind it wait longer: with stalls over 1 ms at this rate, a "
+              "p99 ≤ 1 ms needs them to touch fewer than 1 % of the requests, for any server.")
     print()
     print("### Memory (VmRSS)")
     print()
