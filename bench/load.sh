@@ -17,9 +17,9 @@
 #  4. latency under load: examples/fixed_rate (open loop, latency from the scheduled send
 #     time) at half of Switchyard's measured maximum, against Switchyard and the baseline,
 #     alternating, FIXED_RUNS times each (requests slower than 1 ms are listed in slow-*.txt);
-#  5. machine stalls: examples/stall_meter on each core at once (both servers idle) for
-#     DURATION s: how often the machine itself stops a thread that never waits, the floor
-#     under any p99 of step 4;
+#  5. machine stalls: examples/stall_meter (both servers idle) for DURATION s on the server's
+#     core alone, then on both cores at once: how often the machine itself stops a thread
+#     that never waits, the floor under any p99 of step 4;
 #  6. memory: VmRSS of Switchyard idle with ROLLOUTS rollouts created through the API, then
 #     with ENROLLMENTS enrollments written straight into its store file before a restart.
 #
@@ -325,21 +325,28 @@ if [[ ${RT:-0} == 1 ]]; then
 fi
 
 # --- 4. machine stalls: the floor under the p99 above ------------------------------------
-say "machine stalls: a thread that never waits on each core for ${DURATION} s (servers idle)"
-meter_cores=("$SERVER_CORE")
-[[ $LOADGEN_CORE == "$SERVER_CORE" ]] || meter_cores+=("$LOADGEN_CORE")
-meters=()
-for core in "${meter_cores[@]}"; do
-  (prio taskset -c "$core" "$STALL_METER" --seconds "$DURATION" --json) >"$TMP/stalls-$core.json" &
-  meters+=($!)
-done
-wait "${meters[@]}"
-for core in "${meter_cores[@]}"; do
-  out=$(cat "$TMP/stalls-$core.json")
-  role=server; [[ $core == "$LOADGEN_CORE" ]] && role=loadgen
-  echo "    core $core ($role): $out" >&2
-  record "stalls core=$core role=$role $(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(" ".join(f"{k}={v}" for k, v in d.items()))' "$out")"
-done
+# A thread that never waits, pinned: first on the server's core with the other core idle,
+# then on both cores at once (as during the load runs, when both cores are busy).
+stall_meters() { # condition core...
+  local condition=$1 core meters=() out role
+  shift
+  for core in "$@"; do
+    (prio taskset -c "$core" "$STALL_METER" --seconds "$DURATION" --json) >"$TMP/stalls-$condition-$core.json" &
+    meters+=($!)
+  done
+  wait "${meters[@]}"
+  for core in "$@"; do
+    out=$(cat "$TMP/stalls-$condition-$core.json")
+    role=server; [[ $core == "$LOADGEN_CORE" && $core != "$SERVER_CORE" ]] && role=loadgen
+    echo "    $condition, core $core ($role): $out" >&2
+    record "stalls condition=$condition core=$core role=$role $(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(" ".join(f"{k}={v}" for k, v in d.items()))' "$out")"
+  done
+}
+say "machine stalls: a thread that never waits, ${DURATION} s on core $SERVER_CORE alone, then on every core at once (servers idle)"
+stall_meters alone "$SERVER_CORE"
+if [[ $LOADGEN_CORE != "$SERVER_CORE" ]]; then
+  stall_meters all-busy "$SERVER_CORE" "$LOADGEN_CORE"
+fi
 if [[ ${PROFILE:-0} == 1 ]]; then
   # perf with the cpu-clock software event (no hardware counters on this VM); release builds
   # carry line tables (profile.release debug = 1), so DWARF call graphs resolve.

@@ -117,15 +117,16 @@ def main(path, note=""):
                   f"answer are not charged): Switchyard p99 **{service['switchyard']:.0f} µs**{extra}")
     if stalls:
         print()
-        print(f"### Machine stalls (examples/stall_meter: a thread that never waits, one per core, "
-              f"{num(stalls[0]['seconds']):.0f} s, servers idle)")
+        print(f"### Machine stalls (examples/stall_meter: a thread that never waits, "
+              f"{num(stalls[0]['seconds']):.0f} s, servers idle; alone = the other core idle, "
+              "all-busy = one meter on every core at once)")
         print()
-        print("| core | role | stalls > 100 µs | > 500 µs | > 1 ms | > 2 ms | > 5 ms | longest µs | time lost % | in stalls > 1 ms % |")
-        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("| condition | core | role | stalls > 100 µs | > 500 µs | > 1 ms | > 2 ms | > 5 ms | longest µs | time lost % | in stalls > 1 ms % |")
+        print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for f in stalls:
-            print(f"| {f['core']} | {f['role']} | {f['over_100us']} | {f['over_500us']} | {f['over_1000us']} "
-                  f"| {f['over_2000us']} | {f['over_5000us']} | {f['longest_us']} | {f['lost_pct']} "
-                  f"| {f['lost_over_1ms_pct']} |")
+            print(f"| {f['condition']} | {f['core']} | {f['role']} | {f['over_100us']} | {f['over_500us']} "
+                  f"| {f['over_1000us']} | {f['over_2000us']} | {f['over_5000us']} | {f['longest_us']} "
+                  f"| {f['lost_pct']} | {f['lost_over_1ms_pct']} |")
         print()
         print("A request that arrives while its server's core is stalled waits for the stall, and "
               "the ones queued behind it wait longer: with stalls over 1 ms at this rate, a "
