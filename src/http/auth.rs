@@ -6,8 +6,9 @@
 //! early: the time taken says nothing about how much of a token was right, nor how long the
 //! real tokens are. SipHash is a pseudo-random function designed for short inputs under a
 //! secret key; without the key, a presented token's digest matches a real one only by
-//! guessing the token (2^-128 per try). It costs ~20 ns where SHA-256 cost ~250 ns, on a
-//! check every decide request makes. Token values are never logged or kept in clear.
+//! guessing the token (2^-128 per try). For a 48-character token it takes ~19 ns where
+//! SHA-256 took ~56 ns (with the CPU's SHA extensions), on a check every decide request makes.
+//! Token values are never logged or kept in clear.
 
 use std::future::{ready, Ready};
 use std::marker::PhantomData;
