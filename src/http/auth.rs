@@ -169,7 +169,10 @@ mod tests {
         let tokens = tokens();
         let name = |t: &str| tokens.find(t).map(|e| e.name.to_string());
         assert_eq!(name("admin-token-0123456789abcdef").as_deref(), Some("ops"));
-        assert_eq!(name("decide-token-0123456789abcdef").as_deref(), Some("app"));
+        assert_eq!(
+            name("decide-token-0123456789abcdef").as_deref(),
+            Some("app")
+        );
         for wrong in [
             "",
             "admin-token-0123456789abcde",
