@@ -4,6 +4,7 @@
 #   bench/load.sh                 # full run: 10 s per measurement
 #   DURATION=30 bench/load.sh     # longer measurements
 #   SMOKE=1 bench/load.sh         # everything, tiny durations and counts (CI-like check)
+#   SMOKE=1 BUILD=debug bench/load.sh   # the same on debug binaries (scripts/test.sh runs it)
 #
 # What it does (see BENCHMARKS.md for how to read the numbers):
 #  1. builds release: switchyard, examples/baseline_server, examples/fixed_rate;
@@ -94,13 +95,21 @@ prio() { # command... : runs it (exec) in its own session at nice $NICE
 on_loadgen() { (prio taskset -c "$LOADGEN_CORE" "$@"); }
 
 # --- build -------------------------------------------------------------------------------
-say "building release (switchyard, baseline_server, fixed_rate, stall_meter)"
-(cd "$ROOT" && cargo build --release --quiet --bin switchyard --example baseline_server --example fixed_rate \
-  --example stall_meter)
-SWITCHYARD=$ROOT/target/release/switchyard
-BASELINE=$ROOT/target/release/examples/baseline_server
-FIXED_RATE=$ROOT/target/release/examples/fixed_rate
-STALL_METER=$ROOT/target/release/examples/stall_meter
+# BUILD=debug (scripts/test.sh, with SMOKE=1) reuses the debug binaries the test suite has just
+# built, to check that every step still runs; its numbers measure nothing.
+BUILD=${BUILD:-release}
+case $BUILD in
+  release) build_flags=(--release) ;;
+  debug) build_flags=() ;;
+  *) die "BUILD must be release or debug, not '$BUILD'" ;;
+esac
+say "building $BUILD (switchyard, baseline_server, fixed_rate, stall_meter)"
+(cd "$ROOT" && cargo build "${build_flags[@]}" --quiet --bin switchyard --example baseline_server \
+  --example fixed_rate --example stall_meter)
+SWITCHYARD=$ROOT/target/$BUILD/switchyard
+BASELINE=$ROOT/target/$BUILD/examples/baseline_server
+FIXED_RATE=$ROOT/target/$BUILD/examples/fixed_rate
+STALL_METER=$ROOT/target/$BUILD/examples/stall_meter
 
 # --- temp dir, processes, cleanup --------------------------------------------------------
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/switchyard-bench.XXXXXX")
@@ -393,9 +402,10 @@ enrolled=$(curl -sf "$MEM_URL/metrics" | awk '/^switchyard_enrollments[{ ].*styt
 sleep "$IDLE_WAIT"
 record "rss_kb enrollments=$ENROLLMENTS loaded=${enrolled:-?} rollouts=$count idle=$(rss_kb "$SY_PID") hwm=$(hwm_kb "$SY_PID") startup_s=$(awk -v a="$started" -v b="$ready" 'BEGIN { printf "%.2f", b - a }')"
 say "    $ENROLLMENTS enrollments: VmRSS $(rss_kb "$SY_PID") kB (peak $(hwm_kb "$SY_PID") kB)"
+[[ ${enrolled:-} == "$ENROLLMENTS" ]] || die "the restarted service loaded ${enrolled:-no} enrollments, not $ENROLLMENTS"
 stop "$SY_PID"
 
 # --- 6. report ---------------------------------------------------------------------------
 [[ -n ${RESULTS:-} ]] && cp "$RESULTS_FILE" "$RESULTS"
 python3 "$ROOT/bench/report.py" "$RESULTS_FILE" \
-  "cores: server $SERVER_CORE, load generator $LOADGEN_CORE, nice $NICE$([[ ${RT:-0} == 1 ]] && echo ', servers SCHED_FIFO at fixed rate'); wrk -t1 -c$CONNECTIONS, ${DURATION} s per run, $RUNS runs each"
+  "$([[ $BUILD == debug ]] && echo 'DEBUG BUILD, a smoke check: these numbers measure nothing; ')cores: server $SERVER_CORE, load generator $LOADGEN_CORE, nice $NICE$([[ ${RT:-0} == 1 ]] && echo ', servers SCHED_FIFO at fixed rate'); wrk -t1 -c$CONNECTIONS, ${DURATION} s per run, $RUNS runs each"

@@ -4,8 +4,8 @@
 # 3-master cluster on free ports; nothing on 6379 is used), promtool and prometheus (for
 # `promtool check metrics` / `check rules`, and a real Prometheus server that scrapes a running
 # Switchyard and evaluates every PromQL expression of dashboards/; both unpacked into
-# target/tools) — then runs every unit, integration and doc test, and the criterion benches once
-# each in test mode.
+# target/tools), wrk — then runs every unit, integration and doc test, the criterion benches
+# once each in test mode, and a smoke run of the load benchmark (bench/load.sh) on debug builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +36,20 @@ if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2
   rm -rf "$work"
 fi
 
+# wrk drives the load benchmark's smoke run below.
+if ! command -v wrk >/dev/null 2>&1; then
+  echo "== installing wrk"
+  as_root apt-get install -y wrk >/dev/null 2>&1 \
+    || { as_root apt-get update >/dev/null && as_root apt-get install -y wrk >/dev/null; }
+fi
+
 echo "== cargo test (unit, integration, doc, benches in test mode)"
 cargo test --all-targets --no-fail-fast
 cargo test --doc
+
+# The load benchmark, every step with 1-second runs on the debug binaries just built, so that it
+# cannot rot (it fails on any non-2xx answer or a wrong enrollment count; speed is not judged).
+echo "== bench/load.sh smoke run (debug build)"
+SMOKE=1 BUILD=debug bench/load.sh >target/bench-smoke.txt 2>&1 \
+  || { cat target/bench-smoke.txt; echo "bench/load.sh smoke run failed" >&2; exit 1; }
+echo "bench/load.sh smoke run passed (report in target/bench-smoke.txt)"
