@@ -7,17 +7,20 @@
 #   SMOKE=1 BUILD=debug bench/load.sh   # the same on debug binaries (scripts/test.sh runs it)
 #
 # What it does (see BENCHMARKS.md for how to read the numbers):
-#  1. builds release: switchyard, examples/baseline_server, examples/fixed_rate;
+#  1. builds release (BUILD=debug: debug): switchyard, examples/baseline_server,
+#     examples/fixed_rate, examples/stall_meter;
 #  2. starts Switchyard (embedded store in a temp dir, GeoIP test database, 1 worker) pinned to
 #     SERVER_CORE, creates a realistic rollout through the admin API (10 rules, one with 1,000
 #     CIDRs, sticky cookies on, 25 %), mints valid sticky cookies from it, and writes varied
 #     decide bodies (bench/gen.py bodies); starts the baseline (same actix-web, 1 worker,
 #     same route, same body and answer shapes) pinned to the same core;
-#  3. wrk (1 thread, pinned to LOADGEN_CORE, bench/decide.lua): warm-up, then baseline,
-#     switchyard, baseline, switchyard for DURATION s each with the same connections;
+#  3. wrk (1 thread, pinned to LOADGEN_CORE, bench/decide.lua): warm-up, then RUNS pairs of
+#     runs of DURATION s, baseline and Switchyard (which goes first alternates), same
+#     connections;
 #  4. latency under load: examples/fixed_rate (open loop, latency from the scheduled send
-#     time) at half of Switchyard's measured maximum, against Switchyard and the baseline,
-#     alternating, FIXED_RUNS times each (requests slower than 1 ms are listed in slow-*.txt);
+#     time) at half of Switchyard's measured maximum, FIXED_RUNS pairs of runs against
+#     Switchyard and the baseline (which goes first alternates); requests slower than 1 ms
+#     are listed in slow-*.txt;
 #  5. machine stalls: examples/stall_meter (both servers idle) for DURATION s on the server's
 #     core alone, then on both cores at once: how often the machine itself stops a thread
 #     that never waits, the floor under any p99 of step 4;
@@ -25,12 +28,13 @@
 #     with ENROLLMENTS enrollments written straight into its store file before a restart.
 #
 # Settings (environment): DURATION (s, default 10; SMOKE: 1), WARMUP (s, default 2; SMOKE: 1),
-# CONNECTIONS (32), RUNS (pairs of wrk runs, 2), FIXED_RUNS (pairs of fixed-rate runs, 3), ROLLOUTS (100), ENROLLMENTS (1000000; SMOKE:
-# 10000), SERVER_CORE (0), LOADGEN_CORE (1), KEEP_TMP=1 to keep the temp dir,
+# CONNECTIONS (32), RUNS (pairs of wrk runs, 2), FIXED_RUNS (pairs of fixed-rate runs, 3),
+# ROLLOUTS (100), ENROLLMENTS (1000000; SMOKE: 10000), SERVER_CORE (0), LOADGEN_CORE (1),
+# BUILD (release; debug reuses the test suite's binaries), KEEP_TMP=1 to keep the temp dir,
 # RESULTS=file to also write the results as key=value lines, NICE (-10 as root; 0 = off),
 # RT=1 to run the servers SCHED_FIFO during the fixed-rate phase (root; see below),
-# PROFILE=1 to perf-record
-# Switchyard during one more wrk run (reports in PROFILE_OUT-{self,children}.txt).
+# PROFILE=1 to perf-record Switchyard during one more wrk run (reports in
+# PROFILE_OUT-{self,children}.txt).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -292,7 +296,9 @@ record "loadavg_before $(awk '{ print "1min=" $1, "5min=" $2 }' /proc/loadavg)"
 run_wrk warm-baseline "$BASE_URL" "$WARMUP" "$BASE_PID" >/dev/null
 run_wrk warm-switchyard "$SY_URL" "$WARMUP" "$SY_MAIN_PID" >/dev/null
 for run in $(seq "$RUNS"); do
-  for server in baseline switchyard; do
+  order="baseline switchyard"
+  (( run % 2 == 0 )) && order="switchyard baseline"
+  for server in $order; do
     url=$BASE_URL pid=$BASE_PID
     [[ $server == switchyard ]] && url=$SY_URL pid=$SY_MAIN_PID
     say "wrk run $run: $server, ${DURATION} s, $CONNECTIONS connections"
@@ -313,7 +319,10 @@ if [[ ${RT:-0} == 1 ]]; then
     || die "RT=1: cannot make the servers SCHED_FIFO (root needed)"
 fi
 for run in $(seq "$FIXED_RUNS"); do
-  for server in switchyard baseline; do
+  # Alternate which server goes first, so that neither always follows the other's run.
+  order="switchyard baseline"
+  (( run % 2 == 0 )) && order="baseline switchyard"
+  for server in $order; do
     url=$SY_URL pid=$SY_MAIN_PID
     [[ $server == baseline ]] && url=$BASE_URL pid=$BASE_PID
     say "fixed rate run $run: $server at $RATE req/s (half of Switchyard's $SY_RPS), ${DURATION} s"
