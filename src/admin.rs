@@ -43,6 +43,10 @@ pub enum AdminError {
         expected: String,
         current: u64,
     },
+    /// Another replica deleted the key again while this create was on its way (rare; the
+    /// create is retried once before this reaches the caller).
+    #[error("rollout '{key}' was deleted again, at version {last}, while being created; retry")]
+    Retired { key: String, last: u64 },
     #[error("{0}")]
     Unavailable(String),
 }
@@ -99,6 +103,9 @@ pub struct OverrideCookie {
 struct Write<'a> {
     key: &'a str,
     previous: Option<&'a Rollout>,
+    /// For a create: the version at which a rollout of this key was deleted, if one was (the
+    /// new rollout's version comes after it).
+    retired: Option<u64>,
     content: Option<RolloutContent>,
     action: Action,
     restored_version: Option<u64>,
@@ -201,6 +208,7 @@ impl Admin {
                 expected: format!("\"{expected}\""),
                 current,
             },
+            StoreError::Retired { key, last } => AdminError::Retired { key, last },
             other => {
                 self.metrics.store_reached(op, false);
                 tracing::error!(op, error = %other, "store operation failed");
@@ -274,6 +282,7 @@ impl Admin {
         let Write {
             key,
             previous,
+            retired,
             content,
             action,
             restored_version,
@@ -286,7 +295,7 @@ impl Admin {
         };
         let expected_version = previous.map(|r| r.version);
         let previous = previous.map(|r| &r.content);
-        let version = expected_version.map_or(1, |v| v + 1);
+        let version = expected_version.or(retired).map_or(1, |v| v + 1);
         let at = Utc::now();
         let record = ChangeRecord {
             rollout: key.to_string(),
@@ -351,17 +360,31 @@ impl Admin {
             return Err(AdminError::AlreadyExists(key));
         }
         self.check_cookie_name(&key, &content)?;
-        let created = self
-            .commit(Write {
+        // A key used before continues its version numbers. If another replica deletes the
+        // key again between this read and the commit, the store refuses and says where to
+        // continue from: one more try from there.
+        let mut retired = self
+            .store
+            .retired_version(&key)
+            .await
+            .map_err(|e| self.store_error("create", e))?;
+        loop {
+            let write = Write {
                 key: &key,
                 previous: None,
-                content: Some(content),
+                retired,
+                content: Some(content.clone()),
                 action: Action::Created,
                 restored_version: None,
                 actor,
-            })
-            .await?;
-        Ok(created.expect("a create yields a rollout"))
+            };
+            match self.commit(write).await {
+                Err(AdminError::Retired { last, .. }) if retired != Some(last) => {
+                    retired = Some(last)
+                }
+                other => return other.map(|c| c.expect("a create yields a rollout")),
+            }
+        }
     }
 
     /// Replaces the editable content (PUT). Unchanged content makes no new version.
@@ -438,6 +461,7 @@ impl Admin {
             .commit(Write {
                 key,
                 previous: Some(&current),
+                retired: None,
                 content: Some(content),
                 action,
                 restored_version,
@@ -459,6 +483,7 @@ impl Admin {
         self.commit(Write {
             key,
             previous: Some(&current),
+            retired: None,
             content: None,
             action: Action::Deleted,
             restored_version: None,

@@ -146,7 +146,9 @@ impl From<AdminError> for ApiError {
         match e {
             AdminError::Invalid(errors) => ApiError::Invalid(errors),
             AdminError::NotFound(_) => ApiError::NotFound(e.to_string()),
-            AdminError::AlreadyExists(_) => ApiError::AlreadyExists(e.to_string()),
+            AdminError::AlreadyExists(_) | AdminError::Retired { .. } => {
+                ApiError::AlreadyExists(e.to_string())
+            }
             AdminError::VersionMismatch { .. } => ApiError::PreconditionFailed(e.to_string()),
             AdminError::Unavailable(_) => ApiError::StoreUnavailable(e.to_string()),
         }

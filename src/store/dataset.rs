@@ -30,6 +30,11 @@ pub struct Dataset {
     /// Oldest first.
     pub audit: Vec<ChangeRecord>,
     pub enrollments: BTreeMap<String, UserKeys>,
+    /// The version of each deleted rollout's delete: a rollout created again under the same
+    /// key continues from there, so that an `If-Match` holding a version of the deleted one
+    /// can never match the new one.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub retired: BTreeMap<String, u64>,
 }
 
 /// The enrolled user keys of one rollout: sorted, unique, one allocation each (a million take
@@ -128,6 +133,7 @@ pub struct Undo {
     rollout: Option<Rollout>,
     history: Option<Vec<HistoryEntry>>,
     enrollments: Option<UserKeys>,
+    retired: Option<u64>,
     audit_len: usize,
 }
 
@@ -142,6 +148,7 @@ impl Undo {
         put(&mut data.rollouts, &self.key, self.rollout);
         put(&mut data.history, &self.key, self.history);
         put(&mut data.enrollments, &self.key, self.enrollments);
+        put(&mut data.retired, &self.key, self.retired);
         data.audit.truncate(self.audit_len);
     }
 }
@@ -239,6 +246,13 @@ impl Dataset {
                     current,
                 })
             }
+            (None, None) => match self.retired.get(&change.key) {
+                Some(&last) if change.record.version <= last => Err(StoreError::Retired {
+                    key: change.key.clone(),
+                    last,
+                }),
+                _ => Ok(()),
+            },
             _ => Ok(()),
         }
     }
@@ -251,10 +265,12 @@ impl Dataset {
             rollout: self.rollouts.get(&change.key).cloned(),
             history: self.history.get(&change.key).cloned(),
             enrollments: self.enrollments.get(&change.key).cloned(),
+            retired: self.retired.get(&change.key).copied(),
             audit_len: self.audit.len(),
         };
         match change.next {
             Some(next) => {
+                self.retired.remove(&change.key);
                 self.history
                     .entry(change.key.clone())
                     .or_default()
@@ -268,6 +284,8 @@ impl Dataset {
                 self.rollouts.remove(&change.key);
                 self.history.remove(&change.key);
                 self.enrollments.remove(&change.key);
+                self.retired
+                    .insert(change.key.clone(), change.record.version);
             }
         }
         self.audit.push(change.record);

@@ -110,6 +110,10 @@ impl RolloutStore for EmbeddedStore {
         Ok(self.data.lock().await.rollouts.get(key).cloned())
     }
 
+    async fn retired_version(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.data.lock().await.retired.get(key).copied())
+    }
+
     async fn commit(&self, change: Change) -> Result<(), StoreError> {
         let mut data = self.data.lock().await;
         let undo = data.apply(change)?;

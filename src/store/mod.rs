@@ -66,7 +66,8 @@ pub struct Change {
     pub key: String,
     /// `None`: the rollout must not exist yet. `Some(v)`: its current version must be `v`.
     pub expected_version: Option<u64>,
-    /// The new version, or `None` to delete the rollout (and its history and enrollments).
+    /// The new version, or `None` to delete the rollout (and its history and enrollments;
+    /// the store remembers the delete's version, see `RolloutStore::retired_version`).
     pub next: Option<Rollout>,
     pub record: ChangeRecord,
 }
@@ -134,6 +135,10 @@ pub enum StoreError {
         expected: u64,
         current: u64,
     },
+    /// A create whose version is not above the version at which a rollout of the same key was
+    /// deleted (another replica deleted it again meanwhile).
+    #[error("rollout '{key}' was deleted at version {last}; a new one must come after it")]
+    Retired { key: String, last: u64 },
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
     #[error("the store file {path} is corrupt: {source}")]
@@ -181,6 +186,10 @@ pub trait RolloutStore: Send + Sync + 'static {
 
     /// The current version of one rollout, read from the store itself (not a cache).
     async fn get(&self, key: &str) -> Result<Option<Rollout>, StoreError>;
+
+    /// The version at which the rollout `key` was last deleted, if it ever was: a rollout
+    /// created again under that key takes the next version.
+    async fn retired_version(&self, key: &str) -> Result<Option<u64>, StoreError>;
 
     /// Applies one change atomically (see [`Change`]).
     async fn commit(&self, change: Change) -> Result<(), StoreError>;

@@ -16,6 +16,7 @@
 //! | `{p}:history:<key>`                 | list   | every version of one rollout, oldest first   |
 //! | `{p}:audit`                         | list   | every change to every rollout, oldest first  |
 //! | `{p}:enrollments:<key>`             | zset   | enrolled user keys (score 0, ordered by key) |
+//! | `{p}:retired`                       | hash   | deleted rollout key → the delete's version   |
 //! | `{p}:events`                        | stream | one entry per change: `kind`, `key`, `user`  |
 //! | `{p}:restore-lock`                  | string | held by the replica restoring an empty Redis |
 //!
@@ -138,6 +139,9 @@ impl Keys {
     fn audit(&self) -> String {
         format!("{}:audit", self.tag)
     }
+    fn retired(&self) -> String {
+        format!("{}:retired", self.tag)
+    }
     fn enrollments(&self, key: &str) -> String {
         format!("{}:enrollments:{key}", self.tag)
     }
@@ -154,6 +158,8 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'generation'} end
 local cur = redis.call('HGET', KEYS[3], ARGV[2])
 if ARGV[3] == '' then
   if cur then return {'exists'} end
+  local last = redis.call('HGET', KEYS[8], ARGV[2])
+  if last and tonumber(ARGV[5]) <= tonumber(last) then return {'retired', last} end
 else
   if not cur then return {'missing'} end
   if cur ~= ARGV[3] then return {'mismatch', cur} end
@@ -162,10 +168,12 @@ if ARGV[4] == '' then
   redis.call('HDEL', KEYS[2], ARGV[2])
   redis.call('HDEL', KEYS[3], ARGV[2])
   redis.call('DEL', KEYS[4], KEYS[6])
+  redis.call('HSET', KEYS[8], ARGV[2], ARGV[5])
 else
   redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])
   redis.call('HSET', KEYS[3], ARGV[2], ARGV[5])
   redis.call('RPUSH', KEYS[4], ARGV[6])
+  redis.call('HDEL', KEYS[8], ARGV[2])
 end
 redis.call('RPUSH', KEYS[5], ARGV[7])
 redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[8], '*', 'kind', 'rollout', 'key', ARGV[2])
@@ -420,6 +428,11 @@ impl Inner {
             .iter()
             .filter_map(|a| serde_json::from_str(a).ok())
             .collect();
+        data.retired = redis::cmd("HGETALL")
+            .arg(k.retired())
+            .query_async(conn)
+            .await
+            .map_err(unavailable)?;
         Ok(data)
     }
 
@@ -580,6 +593,10 @@ impl Inner {
             )
             .ignore();
         }
+        pipe.del(k.retired()).ignore();
+        for (key, version) in &mirror.retired {
+            pipe.hset(k.retired(), key, version.to_string()).ignore();
+        }
         let _: () = pipe.query_async(conn).await.map_err(unavailable)?;
         let mut enrolled = 0usize;
         for (key, users) in &mirror.enrollments {
@@ -649,7 +666,17 @@ impl Inner {
                     .query_async(conn)
                     .await
                     .map_err(unavailable)?;
+                let retired: Option<u64> = redis::cmd("HGET")
+                    .arg(k.retired())
+                    .arg(&event.key)
+                    .query_async(conn)
+                    .await
+                    .map_err(unavailable)?;
                 let mut mirror = self.mirror.lock().await;
+                match retired {
+                    Some(version) => mirror.retired.insert(event.key.clone(), version),
+                    None => mirror.retired.remove(&event.key),
+                };
                 let audit: Vec<String> = redis::cmd("LRANGE")
                     .arg(k.audit())
                     .arg(mirror.audit.len())
@@ -879,6 +906,21 @@ impl RolloutStore for RedisStore {
         result
     }
 
+    async fn retired_version(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        let result = async {
+            let mut conn = self.inner.conn().await?;
+            redis::cmd("HGET")
+                .arg(self.inner.keys.retired())
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)
+        }
+        .await;
+        self.inner.record("get", &result);
+        result
+    }
+
     async fn commit(&self, change: Change) -> Result<(), StoreError> {
         let inner = &self.inner;
         let k = &inner.keys;
@@ -909,6 +951,7 @@ impl RolloutStore for RedisStore {
                 .key(k.audit())
                 .key(k.enrollments(&change.key))
                 .key(k.events())
+                .key(k.retired())
                 .arg(&generation)
                 .arg(&change.key)
                 .arg(
@@ -933,6 +976,10 @@ impl RolloutStore for RedisStore {
             Some("ok") => Ok(()),
             Some("exists") => Err(StoreError::AlreadyExists(change.key)),
             Some("missing") => Err(StoreError::NotFound(change.key)),
+            Some("retired") => Err(StoreError::Retired {
+                last: reply.get(1).and_then(|v| v.parse().ok()).unwrap_or(0),
+                key: change.key,
+            }),
             Some("mismatch") => Err(StoreError::VersionMismatch {
                 key: change.key,
                 expected: change.expected_version.unwrap_or(0),

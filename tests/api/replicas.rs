@@ -396,6 +396,13 @@ async fn redis_coming_back_empty_is_restored_from_the_last_known_copy_and_counte
     );
     // And writes go on.
     a.patch_rollout("mobile", json!({"percentage": 30})).await;
+    // The deleted key's version (its delete was version 2) was restored too: created again,
+    // it continues from there.
+    assert!(redis.cmd("HGET {switchyard}:retired doomed").contains('2'));
+    let again = b
+        .create_rollout(json!({"key": "doomed", "sticky": {"enabled": false}}))
+        .await;
+    assert_eq!(again["version"], 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -361,6 +361,81 @@ async fn delete_answers_204_and_the_rollout_is_gone() {
 }
 
 #[tokio::test]
+async fn a_rollout_created_again_under_a_deleted_key_continues_its_versions() {
+    let app = spawn_app().await;
+    app.create_rollout(rollout("r", 0.0, json!([]))).await;
+    assert_eq!(
+        app.patch_rollout("r", json!({"percentage": 10})).await["version"],
+        2
+    );
+    let deleted = app
+        .send_if_match(Method::DELETE, "/v1/rollouts/r", "\"2\"", None)
+        .await;
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    // The delete was version 3, so the new rollout is version 4: an admin still holding
+    // `"1"` or `"2"` of the deleted one cannot overwrite it.
+    let created = app.create_rollout(rollout("r", 50.0, json!([]))).await;
+    assert_eq!(created["version"], 4);
+    let current = app.get("/v1/rollouts/r", READ_TOKEN).await;
+    assert_eq!(etag(&current), "\"4\"");
+    for stale in ["\"1\"", "\"2\"", "\"3\""] {
+        let response = app
+            .send_if_match(
+                Method::PATCH,
+                "/v1/rollouts/r",
+                stale,
+                Some(&json!({"percentage": 100})),
+            )
+            .await;
+        assert_error(
+            response,
+            StatusCode::PRECONDITION_FAILED,
+            "precondition_failed",
+        )
+        .await;
+    }
+    assert_eq!(
+        app.get_json("/v1/rollouts/r", READ_TOKEN).await["percentage"],
+        50.0
+    );
+    let history = app.get_json("/v1/rollouts/r/history", READ_TOKEN).await;
+    let versions: Vec<&Value> = history["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| &h["version"])
+        .collect();
+    assert_eq!(versions, [&json!(4)]);
+    let audit = app.get_json("/v1/audit", READ_TOKEN).await;
+    let trail: Vec<(Value, Value)> = audit["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["rollout"] == "r")
+        .map(|r| (r["action"].clone(), r["version"].clone()))
+        .collect();
+    assert_eq!(
+        trail,
+        [
+            (json!("created"), json!(4)),
+            (json!("deleted"), json!(3)),
+            (json!("updated"), json!(2)),
+            (json!("created"), json!(1)),
+        ]
+    );
+    // The numbering survives a restart: delete again (version 5), restart, create: 6.
+    let deleted = app
+        .send(Method::DELETE, "/v1/rollouts/r", Some(ADMIN_TOKEN), None)
+        .await;
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let app = app.restart().await;
+    assert_eq!(
+        app.create_rollout(rollout("r", 0.0, json!([]))).await["version"],
+        6
+    );
+}
+
+#[tokio::test]
 async fn history_lists_every_version_newest_first_with_actor_time_and_changes() {
     let app = spawn_app().await;
     app.create_rollout(rollout("r", 10.0, json!([]))).await;

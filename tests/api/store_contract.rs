@@ -237,6 +237,55 @@ async fn history_and_audit_are_newest_first_and_deletes_keep_their_audit(s: Subj
     assert_eq!(store.audit(2).await.unwrap().len(), 2);
 }
 
+async fn a_deleted_key_continues_its_version_numbers(s: Subject) {
+    let store = s.store.as_ref();
+    assert_eq!(store.retired_version("a").await.unwrap(), None);
+    create(store, "a").await;
+    store
+        .commit(change(
+            "a",
+            Some(1),
+            Some(rollout("a", 2, 5.0)),
+            Action::Updated,
+        ))
+        .await
+        .unwrap();
+    let mut delete = change("a", Some(2), None, Action::Deleted);
+    delete.record.version = 3;
+    store.commit(delete).await.unwrap();
+    assert_eq!(store.retired_version("a").await.unwrap(), Some(3));
+    assert_eq!(store.retired_version("never").await.unwrap(), None);
+    for stale in [1, 3] {
+        let refused = store
+            .commit(change(
+                "a",
+                None,
+                Some(rollout("a", stale, 0.0)),
+                Action::Created,
+            ))
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::Retired { last: 3, .. })),
+            "a create at version {stale} after a delete at 3: {refused:?}"
+        );
+    }
+    assert_eq!(store.get("a").await.unwrap(), None);
+    store
+        .commit(change(
+            "a",
+            None,
+            Some(rollout("a", 4, 0.0)),
+            Action::Created,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(store.get("a").await.unwrap().unwrap().version, 4);
+    assert_eq!(store.retired_version("a").await.unwrap(), None);
+    let history = store.history("a").await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].record.version, 4);
+}
+
 async fn enrollments_are_idempotent_and_page_in_key_order(s: Subject) {
     let store = s.store.as_ref();
     create(store, "a").await;
@@ -302,5 +351,6 @@ contract!(
     creates_reads_and_refuses_duplicates,
     writes_compare_and_set_the_version,
     history_and_audit_are_newest_first_and_deletes_keep_their_audit,
+    a_deleted_key_continues_its_version_numbers,
     enrollments_are_idempotent_and_page_in_key_order,
 );
