@@ -656,3 +656,76 @@ impl Admin {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use async_trait::async_trait;
+    use serde_json::json;
+
+    use super::*;
+    use crate::store::embedded::EmbeddedStore;
+    use crate::store::{
+        Change, ChangeRecord, EnrollmentPage, HistoryEntry, Loaded, RolloutStore, StoreError,
+    };
+
+    /// A real embedded store whose `retired_version` answers as if it had been read just
+    /// before another replica deleted the key again: it never knows of a delete.
+    struct ReadBeforeTheDelete(EmbeddedStore);
+
+    #[async_trait]
+    impl RolloutStore for ReadBeforeTheDelete {
+        fn backend(&self) -> &'static str {
+            self.0.backend()
+        }
+        async fn load(&self) -> Result<Loaded, StoreError> {
+            self.0.load().await
+        }
+        async fn get(&self, key: &str) -> Result<Option<Rollout>, StoreError> {
+            self.0.get(key).await
+        }
+        async fn retired_version(&self, _key: &str) -> Result<Option<u64>, StoreError> {
+            Ok(None)
+        }
+        async fn commit(&self, change: Change) -> Result<(), StoreError> {
+            self.0.commit(change).await
+        }
+        async fn history(&self, key: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+            self.0.history(key).await
+        }
+        async fn audit(&self, limit: usize) -> Result<Vec<ChangeRecord>, StoreError> {
+            self.0.audit(limit).await
+        }
+        async fn enroll(&self, key: &str, user_key: &str) -> Result<bool, StoreError> {
+            self.0.enroll(key, user_key).await
+        }
+        async fn unenroll(&self, key: &str, user_key: &str) -> Result<bool, StoreError> {
+            self.0.unenroll(key, user_key).await
+        }
+        async fn enrollments(
+            &self,
+            key: &str,
+            cursor: Option<&str>,
+            limit: usize,
+        ) -> Result<EnrollmentPage, StoreError> {
+            self.0.enrollments(key, cursor, limit).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_create_that_missed_a_delete_continues_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path().join("switchyard.json")).unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let admin = Admin::new(
+            Arc::new(ReadBeforeTheDelete(store)),
+            Arc::new(Catalog::new(metrics.clone())),
+            CookieSigner::new(&[7; 32]),
+            metrics,
+        );
+        let draft = || serde_json::from_value::<RolloutDraft>(json!({"key": "r"})).unwrap();
+        assert_eq!(admin.create(draft(), "t").await.unwrap().version, 1);
+        admin.delete("r", &Precondition::None, "t").await.unwrap();
+        // The delete was version 2; the store refuses a create at 1 and says so.
+        assert_eq!(admin.create(draft(), "t").await.unwrap().version, 3);
+    }
+}
