@@ -20,8 +20,8 @@ use crate::rules::compile::{is_valid_key, validate_content};
 use crate::rules::model::Sticky;
 use crate::rules::{Flow, Rollout, RolloutContent, RolloutDraft, ValidationErrors};
 use crate::store::{
-    Action, Change, ChangeRecord, EnrollmentPage, FieldChange, HistoryEntry, RolloutStore,
-    StoreError,
+    Action, AuditPage, Change, ChangeRecord, EnrollmentPage, FieldChange, HistoryEntry,
+    RolloutStore, StoreError,
 };
 
 /// The rollout that a fresh installation starts with.
@@ -539,10 +539,10 @@ impl Admin {
         Ok(h)
     }
 
-    pub async fn audit(&self, limit: usize) -> Result<Vec<ChangeRecord>, AdminError> {
+    pub async fn audit(&self, before: Option<u64>, limit: usize) -> Result<AuditPage, AdminError> {
         let a = self
             .store
-            .audit(limit)
+            .audit(before, limit)
             .await
             .map_err(|e| self.store_error("audit", e))?;
         self.reached("audit");
@@ -664,9 +664,7 @@ mod tests {
 
     use super::*;
     use crate::store::embedded::EmbeddedStore;
-    use crate::store::{
-        Change, ChangeRecord, EnrollmentPage, HistoryEntry, Loaded, RolloutStore, StoreError,
-    };
+    use crate::store::{Loaded, RolloutStore};
 
     /// A real embedded store whose `retired_version` answers as if it had been read just
     /// before another replica deleted the key again: it never knows of a delete.
@@ -692,8 +690,8 @@ mod tests {
         async fn history(&self, key: &str) -> Result<Vec<HistoryEntry>, StoreError> {
             self.0.history(key).await
         }
-        async fn audit(&self, limit: usize) -> Result<Vec<ChangeRecord>, StoreError> {
-            self.0.audit(limit).await
+        async fn audit(&self, before: Option<u64>, limit: usize) -> Result<AuditPage, StoreError> {
+            self.0.audit(before, limit).await
         }
         async fn enroll(&self, key: &str, user_key: &str) -> Result<bool, StoreError> {
             self.0.enroll(key, user_key).await

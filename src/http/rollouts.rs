@@ -201,22 +201,19 @@ pub async fn override_cookie(
     }))
 }
 
+/// `GET /v1/audit`: every change without parameters (SPEC §4); `limit` pages it and
+/// `cursor` (a page's `next_cursor`) continues with older changes.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
-    #[serde(default = "AuditQuery::default_limit")]
-    limit: usize,
-}
-
-impl AuditQuery {
-    fn default_limit() -> usize {
-        100
-    }
+    limit: Option<usize>,
+    cursor: Option<String>,
 }
 
 #[derive(Serialize)]
 struct AuditList {
     audit: Vec<ChangeRecord>,
+    next_cursor: Option<String>,
 }
 
 pub async fn audit(
@@ -224,9 +221,23 @@ pub async fn audit(
     state: web::Data<AppState>,
     query: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    if !(1..=10_000).contains(&query.limit) {
-        return Err(ApiError::invalid("limit", "must be between 1 and 10000"));
-    }
-    let audit = state.admin.audit(query.limit).await?;
-    Ok(HttpResponse::Ok().json(AuditList { audit }))
+    let limit = match query.limit {
+        None => usize::MAX,
+        Some(limit) if (1..=10_000).contains(&limit) => limit,
+        Some(_) => return Err(ApiError::invalid("limit", "must be between 1 and 10000")),
+    };
+    let before = match query.cursor.as_deref() {
+        None => None,
+        Some(text) => Some(text.parse::<u64>().map_err(|_| {
+            ApiError::invalid(
+                "cursor",
+                format!("invalid cursor '{text}': pass a next_cursor"),
+            )
+        })?),
+    };
+    let page = state.admin.audit(before, limit).await?;
+    Ok(HttpResponse::Ok().json(AuditList {
+        audit: page.records,
+        next_cursor: page.next_cursor.map(|c| c.to_string()),
+    }))
 }

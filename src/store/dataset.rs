@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Change, ChangeRecord, EnrollmentPage, HistoryEntry, Loaded, StoreError, UserKeyHash};
+use super::{
+    AuditPage, Change, ChangeRecord, EnrollmentPage, HistoryEntry, Loaded, StoreError, UserKeyHash,
+};
 use crate::rules::Rollout;
 
 /// The file format version this build reads and writes.
@@ -303,8 +305,8 @@ impl Dataset {
             .unwrap_or_default())
     }
 
-    pub fn audit_newest_first(&self, limit: usize) -> Vec<ChangeRecord> {
-        self.audit.iter().rev().take(limit).cloned().collect()
+    pub fn audit_page(&self, before: Option<u64>, limit: usize) -> AuditPage {
+        AuditPage::of(&self.audit, before, limit)
     }
 
     pub fn enroll(&mut self, key: &str, user_key: &str) -> bool {

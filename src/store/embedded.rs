@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use tokio::sync::Mutex;
 
 use super::dataset::Dataset;
-use super::{Change, ChangeRecord, EnrollmentPage, HistoryEntry, Loaded, RolloutStore, StoreError};
+use super::{AuditPage, Change, EnrollmentPage, HistoryEntry, Loaded, RolloutStore, StoreError};
 use crate::rules::Rollout;
 
 pub struct EmbeddedStore {
@@ -128,8 +128,8 @@ impl RolloutStore for EmbeddedStore {
         self.data.lock().await.history_of(key)
     }
 
-    async fn audit(&self, limit: usize) -> Result<Vec<ChangeRecord>, StoreError> {
-        Ok(self.data.lock().await.audit_newest_first(limit))
+    async fn audit(&self, before: Option<u64>, limit: usize) -> Result<AuditPage, StoreError> {
+        Ok(self.data.lock().await.audit_page(before, limit))
     }
 
     async fn enroll(&self, key: &str, user_key: &str) -> Result<bool, StoreError> {

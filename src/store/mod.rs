@@ -123,6 +123,27 @@ impl EnrollmentPage {
     }
 }
 
+/// One page of the audit trail, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditPage {
+    pub records: Vec<ChangeRecord>,
+    /// Pass as `before` to get the older ones; `None` on the page with the oldest.
+    pub next_cursor: Option<u64>,
+}
+
+impl AuditPage {
+    /// The page of `trail` (oldest first; a record's position is its cursor) that ends before
+    /// `before`, newest first.
+    pub fn of(trail: &[ChangeRecord], before: Option<u64>, limit: usize) -> AuditPage {
+        let end = before.map_or(trail.len(), |b| (b as usize).min(trail.len()));
+        let start = end.saturating_sub(limit);
+        AuditPage {
+            records: trail[start..end].iter().rev().cloned().collect(),
+            next_cursor: (start > 0).then_some(start as u64),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("rollout '{0}' already exists")]
@@ -197,8 +218,9 @@ pub trait RolloutStore: Send + Sync + 'static {
     /// Every version of a rollout, newest first.
     async fn history(&self, key: &str) -> Result<Vec<HistoryEntry>, StoreError>;
 
-    /// Every change to every rollout, newest first, at most `limit` of them.
-    async fn audit(&self, limit: usize) -> Result<Vec<ChangeRecord>, StoreError>;
+    /// Changes to every rollout, newest first: at most `limit` of those older than the
+    /// cursor `before` (all when `None`).
+    async fn audit(&self, before: Option<u64>, limit: usize) -> Result<AuditPage, StoreError>;
 
     /// Records that `user_key` signed up through Stytch. `Ok(true)` when it is new.
     async fn enroll(&self, key: &str, user_key: &str) -> Result<bool, StoreError>;

@@ -53,7 +53,7 @@ use tokio::sync::Notify;
 
 use super::dataset::{Dataset, UserKeys};
 use super::{
-    Change, ChangeListener, ChangeRecord, EnrollmentPage, HistoryEntry, Loaded, RolloutStore,
+    AuditPage, Change, ChangeListener, EnrollmentPage, HistoryEntry, Loaded, RolloutStore,
     StoreError,
 };
 use crate::metrics::Metrics;
@@ -1009,18 +1009,44 @@ impl RolloutStore for RedisStore {
         }
     }
 
-    async fn audit(&self, limit: usize) -> Result<Vec<ChangeRecord>, StoreError> {
+    async fn audit(&self, before: Option<u64>, limit: usize) -> Result<AuditPage, StoreError> {
         let result = async {
             let mut conn = self.inner.conn().await?;
-            self.inner
-                .newest_first(&mut conn, self.inner.keys.audit(), -(limit as i64))
+            // The list only grows at its end, so a record's index is its cursor.
+            let len: u64 = redis::cmd("LLEN")
+                .arg(self.inner.keys.audit())
+                .query_async(&mut conn)
                 .await
+                .map_err(unavailable)?;
+            let end = before.map_or(len, |b| b.min(len));
+            let start = end.saturating_sub(limit as u64);
+            if end == 0 {
+                return Ok(AuditPage {
+                    records: Vec::new(),
+                    next_cursor: None,
+                });
+            }
+            let entries: Vec<String> = redis::cmd("LRANGE")
+                .arg(self.inner.keys.audit())
+                .arg(start)
+                .arg(end - 1)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            Ok(AuditPage {
+                records: entries
+                    .iter()
+                    .rev()
+                    .filter_map(|e| serde_json::from_str(e).ok())
+                    .collect(),
+                next_cursor: (start > 0).then_some(start),
+            })
         }
         .await;
         self.inner.record("audit", &result);
         match result {
             Err(StoreError::Unavailable(_)) => {
-                Ok(self.inner.mirror.lock().await.audit_newest_first(limit))
+                Ok(self.inner.mirror.lock().await.audit_page(before, limit))
             }
             other => other,
         }

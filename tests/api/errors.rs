@@ -799,6 +799,8 @@ async fn other_bad_input_is_422_never_500() {
         .await,
         app.get("/v1/audit?limit=0", READ_TOKEN).await,
         app.get("/v1/audit?limit=many", READ_TOKEN).await,
+        app.get("/v1/audit?limit=10001", READ_TOKEN).await,
+        app.get("/v1/audit?cursor=yesterday", READ_TOKEN).await,
         app.get(
             "/v1/rollouts/stytch-login/enrollments?limit=0",
             BACKEND_TOKEN,

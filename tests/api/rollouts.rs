@@ -562,9 +562,50 @@ async fn audit_lists_every_change_to_every_rollout_newest_first() {
     let times: Vec<DateTime<Utc>> = entries.iter().map(|e| time(&e["at"])).collect();
     assert!(times.windows(2).all(|w| w[0] >= w[1]));
 
+    assert_eq!(audit["next_cursor"], Value::Null);
+
     let limited = app.get_json("/v1/audit?limit=2", READ_TOKEN).await;
     assert_eq!(limited["audit"].as_array().unwrap().len(), 2);
     assert_eq!(limited["audit"][0], entries[0]);
+}
+
+#[tokio::test]
+async fn the_whole_audit_trail_comes_without_parameters_and_pages_with_a_cursor() {
+    let app = spawn_app().await;
+    app.create_rollout(rollout("a", 0.0, json!([]))).await;
+    for step in 1..=149 {
+        app.patch_rollout("a", json!({"percentage": f64::from(step) / 2.0}))
+            .await;
+    }
+    // 151 changes: the default rollout, the create and 149 updates — all of them at once.
+    let everything = app.get_json("/v1/audit", READ_TOKEN).await;
+    let all = everything["audit"].as_array().unwrap().clone();
+    assert_eq!(all.len(), 151);
+    assert_eq!(all[0]["version"], 150);
+    assert_eq!(all[150]["rollout"], "stytch-login");
+    assert_eq!(everything["next_cursor"], Value::Null);
+    // Pages of 40 walk the same trail, and a change made meanwhile does not shift them.
+    let mut paged = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/audit?limit=40&cursor={c}"),
+            None => "/v1/audit?limit=40".to_string(),
+        };
+        let page = app.get_json(&path, READ_TOKEN).await;
+        pages += 1;
+        if pages == 2 {
+            app.patch_rollout("a", json!({"percentage": 99})).await;
+        }
+        paged.extend(page["audit"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 4);
+    assert_eq!(paged, all);
 }
 
 #[tokio::test]

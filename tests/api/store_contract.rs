@@ -10,7 +10,7 @@ use switchyard::metrics::Metrics;
 use switchyard::rules::Rollout;
 use switchyard::store::embedded::EmbeddedStore;
 use switchyard::store::redis::{RedisOptions, RedisStore};
-use switchyard::store::{Action, Change, ChangeRecord, RolloutStore, StoreError};
+use switchyard::store::{Action, AuditPage, Change, ChangeRecord, RolloutStore, StoreError};
 
 use crate::redis_server::{RedisCluster, RedisServer};
 
@@ -220,8 +220,10 @@ async fn history_and_audit_are_newest_first_and_deletes_keep_their_audit(s: Subj
         store.enrollments("b", None, 10).await,
         Err(StoreError::NotFound(_))
     ));
-    let audit = store.audit(10).await.unwrap();
+    let audit = store.audit(None, 10).await.unwrap();
+    assert_eq!(audit.next_cursor, None);
     let seen: Vec<(String, Action)> = audit
+        .records
         .iter()
         .map(|r| (r.rollout.clone(), r.action))
         .collect();
@@ -234,7 +236,27 @@ async fn history_and_audit_are_newest_first_and_deletes_keep_their_audit(s: Subj
             ("a".to_string(), Action::Created),
         ]
     );
-    assert_eq!(store.audit(2).await.unwrap().len(), 2);
+    // Pages of 3, newest first: the cursor continues where the page ended.
+    let first = store.audit(None, 3).await.unwrap();
+    assert_eq!(first.records, audit.records[..3]);
+    let cursor = first.next_cursor.expect("more pages");
+    let second = store.audit(Some(cursor), 3).await.unwrap();
+    assert_eq!(second.records, audit.records[3..]);
+    assert_eq!(second.next_cursor, None);
+    // A cursor stays valid while changes are added: it names a place in the trail.
+    create(store, "c").await;
+    assert_eq!(
+        store.audit(Some(cursor), 3).await.unwrap().records,
+        audit.records[3..]
+    );
+    assert_eq!(store.audit(None, 1).await.unwrap().records[0].rollout, "c");
+    assert_eq!(
+        store.audit(Some(0), 3).await.unwrap(),
+        AuditPage {
+            records: Vec::new(),
+            next_cursor: None
+        }
+    );
 }
 
 async fn a_deleted_key_continues_its_version_numbers(s: Subject) {
