@@ -132,15 +132,31 @@ pub struct AuditPage {
 }
 
 impl AuditPage {
-    /// The page of `trail` (oldest first; a record's position is its cursor) that ends before
-    /// `before`, newest first.
-    pub fn of(trail: &[ChangeRecord], before: Option<u64>, limit: usize) -> AuditPage {
-        let end = before.map_or(trail.len(), |b| (b as usize).min(trail.len()));
-        let start = end.saturating_sub(limit);
+    /// The positions, in a trail of `len` records kept oldest first (a record's position is
+    /// its cursor), of the page of at most `limit` records that ends before `before`.
+    pub fn window(len: u64, before: Option<u64>, limit: usize) -> std::ops::Range<u64> {
+        let end = before.map_or(len, |b| b.min(len));
+        end.saturating_sub(limit as u64)..end
+    }
+
+    /// The page made of the records of `window`, given oldest first as the trail keeps them.
+    pub fn new(
+        window: std::ops::Range<u64>,
+        oldest_first: impl DoubleEndedIterator<Item = ChangeRecord>,
+    ) -> AuditPage {
         AuditPage {
-            records: trail[start..end].iter().rev().cloned().collect(),
-            next_cursor: (start > 0).then_some(start as u64),
+            records: oldest_first.rev().collect(),
+            next_cursor: (window.start > 0).then_some(window.start),
         }
+    }
+
+    /// The page of `trail` (oldest first) that ends before `before`, newest first.
+    pub fn of(trail: &[ChangeRecord], before: Option<u64>, limit: usize) -> AuditPage {
+        let window = AuditPage::window(trail.len() as u64, before, limit);
+        let records = trail[window.start as usize..window.end as usize]
+            .iter()
+            .cloned();
+        AuditPage::new(window, records)
     }
 }
 

@@ -53,8 +53,8 @@ use tokio::sync::Notify;
 
 use super::dataset::{Dataset, UserKeys};
 use super::{
-    AuditPage, Change, ChangeListener, EnrollmentPage, HistoryEntry, Loaded, RolloutStore,
-    StoreError,
+    AuditPage, Change, ChangeListener, ChangeRecord, EnrollmentPage, HistoryEntry, Loaded,
+    RolloutStore, StoreError,
 };
 use crate::metrics::Metrics;
 use crate::rules::Rollout;
@@ -1018,29 +1018,23 @@ impl RolloutStore for RedisStore {
                 .query_async(&mut conn)
                 .await
                 .map_err(unavailable)?;
-            let end = before.map_or(len, |b| b.min(len));
-            let start = end.saturating_sub(limit as u64);
-            if end == 0 {
-                return Ok(AuditPage {
-                    records: Vec::new(),
-                    next_cursor: None,
-                });
-            }
-            let entries: Vec<String> = redis::cmd("LRANGE")
-                .arg(self.inner.keys.audit())
-                .arg(start)
-                .arg(end - 1)
-                .query_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
-            Ok(AuditPage {
-                records: entries
-                    .iter()
-                    .rev()
-                    .filter_map(|e| serde_json::from_str(e).ok())
-                    .collect(),
-                next_cursor: (start > 0).then_some(start),
-            })
+            let window = AuditPage::window(len, before, limit);
+            let entries: Vec<String> = if window.is_empty() {
+                Vec::new()
+            } else {
+                redis::cmd("LRANGE")
+                    .arg(self.inner.keys.audit())
+                    .arg(window.start)
+                    .arg(window.end - 1)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(unavailable)?
+            };
+            let records: Vec<ChangeRecord> = entries
+                .iter()
+                .filter_map(|e| serde_json::from_str(e).ok())
+                .collect();
+            Ok(AuditPage::new(window, records.into_iter()))
         }
         .await;
         self.inner.record("audit", &result);
