@@ -103,6 +103,19 @@ async fn create(store: &dyn RolloutStore, key: &str) {
         .unwrap();
 }
 
+/// Updates `key` from version 1 to version 2.
+async fn update_to_2(store: &dyn RolloutStore, key: &str, percentage: f64) {
+    store
+        .commit(change(
+            key,
+            Some(1),
+            Some(rollout(key, 2, percentage)),
+            Action::Updated,
+        ))
+        .await
+        .unwrap();
+}
+
 async fn creates_reads_and_refuses_duplicates(s: Subject) {
     let store = s.store.as_ref();
     assert_eq!(store.get("a").await.unwrap(), None);
@@ -127,15 +140,7 @@ async fn creates_reads_and_refuses_duplicates(s: Subject) {
 async fn writes_compare_and_set_the_version(s: Subject) {
     let store = s.store.clone();
     create(store.as_ref(), "a").await;
-    store
-        .commit(change(
-            "a",
-            Some(1),
-            Some(rollout("a", 2, 10.0)),
-            Action::Updated,
-        ))
-        .await
-        .unwrap();
+    update_to_2(store.as_ref(), "a", 10.0).await;
     let stale = store
         .commit(change(
             "a",
@@ -188,15 +193,7 @@ async fn history_and_audit_are_newest_first_and_deletes_keep_their_audit(s: Subj
     let store = s.store.as_ref();
     create(store, "a").await;
     create(store, "b").await;
-    store
-        .commit(change(
-            "a",
-            Some(1),
-            Some(rollout("a", 2, 5.0)),
-            Action::Updated,
-        ))
-        .await
-        .unwrap();
+    update_to_2(store, "a", 5.0).await;
     let history = store.history("a").await.unwrap();
     assert_eq!(
         history
@@ -263,15 +260,7 @@ async fn a_deleted_key_continues_its_version_numbers(s: Subject) {
     let store = s.store.as_ref();
     assert_eq!(store.retired_version("a").await.unwrap(), None);
     create(store, "a").await;
-    store
-        .commit(change(
-            "a",
-            Some(1),
-            Some(rollout("a", 2, 5.0)),
-            Action::Updated,
-        ))
-        .await
-        .unwrap();
+    update_to_2(store, "a", 5.0).await;
     let mut delete = change("a", Some(2), None, Action::Deleted);
     delete.record.version = 3;
     store.commit(delete).await.unwrap();
