@@ -17,7 +17,7 @@ use crate::catalog::Catalog;
 use crate::cookies::CookieSigner;
 use crate::metrics::Metrics;
 use crate::rules::compile::{is_valid_key, validate_content};
-use crate::rules::model::Sticky;
+use crate::rules::model::{Sticky, StickyDraft};
 use crate::rules::{Flow, Rollout, RolloutContent, RolloutDraft, ValidationErrors};
 use crate::store::{
     Action, AuditPage, Change, ChangeRecord, EnrollmentPage, FieldChange, HistoryEntry,
@@ -45,8 +45,14 @@ pub enum AdminError {
     },
     /// Another replica deleted the key again while this create was on its way (rare; the
     /// create is retried once before this reaches the caller).
-    #[error("rollout '{key}' was deleted again, at version {last}, while being created; retry")]
-    Retired { key: String, last: u64 },
+    #[error(
+        "rollout '{key}' was deleted again, at version {}, while being created; retry",
+        last.version
+    )]
+    Retired {
+        key: String,
+        last: crate::store::Retired,
+    },
     #[error("{0}")]
     Unavailable(String),
 }
@@ -178,6 +184,68 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
     }
 }
 
+/// The epoch of a rollout created again under a key whose rollout was deleted: one above the
+/// deleted one's unless the draft asks for a higher one (a lower or equal one would honour
+/// the deleted rollout's cookies, and is refused).
+fn epoch_after_delete(
+    key: &str,
+    epoch: u64,
+    given: bool,
+    last: crate::store::Retired,
+) -> Result<u64, AdminError> {
+    let least = last.epoch + 1;
+    match (given, epoch >= least) {
+        (_, true) => Ok(epoch),
+        (false, false) => Ok(least),
+        (true, false) => Err(field_error(
+            "epoch",
+            format!(
+                "must be at least {least}: a rollout '{key}' was deleted at epoch {}, and its \
+                 cookies must not count for the new one",
+                last.epoch
+            ),
+        )),
+    }
+}
+
+/// In a merge patch `null` removes a member, and only `description` may be removed (SPEC §4):
+/// a script with an unset variable must not reset a kill switch to its default.
+fn refuse_nulls(patch: &Value) -> Result<(), AdminError> {
+    fn walk(path: &str, value: &Value, problems: &mut Vec<crate::rules::FieldError>) {
+        match value {
+            Value::Null if path != "description" => problems.push(crate::rules::FieldError {
+                field: path.to_string(),
+                message: "must not be null: only description can be removed; send the value \
+                          you want instead"
+                    .to_string(),
+            }),
+            Value::Object(map) => {
+                for (k, v) in map {
+                    let at = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    walk(&at, v, problems);
+                }
+            }
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    walk(&format!("{path}[{i}]"), v, problems);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut problems = Vec::new();
+    walk("", patch, &mut problems);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(AdminError::Invalid(ValidationErrors(problems)))
+    }
+}
+
 impl Admin {
     pub fn new(
         store: Arc<dyn RolloutStore>,
@@ -294,6 +362,7 @@ impl Admin {
             Action::Deleted => "delete",
         };
         let expected_version = previous.map(|r| r.version);
+        let previous_epoch = previous.map(|r| r.content.epoch);
         let previous = previous.map(|r| &r.content);
         let version = expected_version.or(retired).map_or(1, |v| v + 1);
         let at = Utc::now();
@@ -318,6 +387,7 @@ impl Admin {
             expected_version,
             next: next.clone(),
             record,
+            previous_epoch,
         };
         self.store
             .commit(change)
@@ -353,26 +423,30 @@ impl Admin {
                 format!("invalid key '{key}': expected ^[a-z0-9][a-z0-9_-]{{0,63}}$"),
             ));
         }
-        let content = draft.into_content(None, random_salt);
+        let epoch_given = draft.epoch.is_some();
+        let mut content = draft.into_content(&key, None, random_salt);
         validate_content(&content)?;
         let _writer = self.writer.lock().await;
         if self.catalog.get(&key).is_some() {
             return Err(AdminError::AlreadyExists(key));
         }
         self.check_cookie_name(&key, &content)?;
-        // A key used before continues its version numbers. If another replica deletes the
-        // key again between this read and the commit, the store refuses and says where to
-        // continue from: one more try from there.
+        // A key used before continues its version numbers and its epochs. If another replica
+        // deletes the key again between this read and the commit, the store refuses and says
+        // where to continue from: one more try from there.
         let mut retired = self
             .store
-            .retired_version(&key)
+            .retired(&key)
             .await
             .map_err(|e| self.store_error("create", e))?;
         loop {
+            if let Some(last) = retired {
+                content.epoch = epoch_after_delete(&key, content.epoch, epoch_given, last)?;
+            }
             let write = Write {
                 key: &key,
                 previous: None,
-                retired,
+                retired: retired.map(|r| r.version),
                 content: Some(content.clone()),
                 action: Action::Created,
                 restored_version: None,
@@ -406,7 +480,7 @@ impl Admin {
         let _writer = self.writer.lock().await;
         let current = self.current(key).await?;
         precondition.check(key, current.version)?;
-        let content = draft.into_content(Some(&current.content), random_salt);
+        let content = draft.into_content(key, Some(&current.content), random_salt);
         self.update(key, current, content, Action::Updated, None, actor)
             .await
     }
@@ -422,6 +496,7 @@ impl Admin {
         if !patch.is_object() {
             return Err(field_error("body", "a merge patch must be a JSON object"));
         }
+        refuse_nulls(patch)?;
         let _writer = self.writer.lock().await;
         let current = self.current(key).await?;
         precondition.check(key, current.version)?;
@@ -430,15 +505,16 @@ impl Admin {
         merge_patch(&mut doc, patch);
         let draft: RolloutDraft = serde_path_to_error::deserialize(doc).map_err(|e| {
             let path = e.path().to_string();
+            let field = if path == "." { "body" } else { &path };
             field_error(
-                if path == "." { "body" } else { &path },
-                e.into_inner().to_string(),
+                field,
+                crate::rules::wording::explain(field, &e.into_inner()),
             )
         })?;
         if draft.key.as_deref() != Some(key) {
             return Err(field_error("key", "is immutable"));
         }
-        let content = draft.into_content(Some(&current.content), random_salt);
+        let content = draft.into_content(key, Some(&current.content), random_salt);
         self.update(key, current, content, Action::Updated, None, actor)
             .await
     }
@@ -453,6 +529,16 @@ impl Admin {
         actor: &str,
     ) -> Result<Rollout, AdminError> {
         validate_content(&content)?;
+        if content.epoch < current.content.epoch {
+            return Err(field_error(
+                "epoch",
+                format!(
+                    "cannot go down: rollout '{key}' is at epoch {}, and a lower epoch would \
+                     honour again the cookies that a bump voided",
+                    current.content.epoch
+                ),
+            ));
+        }
         self.check_cookie_name(key, &content)?;
         if content == current.content {
             return Ok(current);
@@ -514,7 +600,10 @@ impl Admin {
                     format!("rollout '{key}' has no version {version}"),
                 )
             })?;
-        let content = target.rollout.content;
+        // The rules, percentage and the rest come back; the epoch does not go down (that would
+        // honour again the cookies a bump voided).
+        let mut content = target.rollout.content;
+        content.epoch = content.epoch.max(current.content.epoch);
         if content == current.content {
             return Ok(current);
         }
@@ -645,7 +734,10 @@ impl Admin {
             description: Some("Move login to Stytch".to_string()),
             enabled: Some(true),
             percentage: Some(0.0),
-            sticky: Some(Sticky::default()),
+            sticky: Some(StickyDraft {
+                cookie_name: Some(Sticky::DEFAULT_COOKIE_NAME.to_string()),
+                ..StickyDraft::default()
+            }),
             ..RolloutDraft::default()
         };
         match self.create(draft, SYSTEM_ACTOR).await {
@@ -666,7 +758,7 @@ mod tests {
     use crate::store::embedded::EmbeddedStore;
     use crate::store::{Loaded, RolloutStore};
 
-    /// A real embedded store whose `retired_version` answers as if it had been read just
+    /// A real embedded store whose `retired` answers as if it had been read just
     /// before another replica deleted the key again: it never knows of a delete.
     struct ReadBeforeTheDelete(EmbeddedStore);
 
@@ -681,7 +773,7 @@ mod tests {
         async fn get(&self, key: &str) -> Result<Option<Rollout>, StoreError> {
             self.0.get(key).await
         }
-        async fn retired_version(&self, _key: &str) -> Result<Option<u64>, StoreError> {
+        async fn retired(&self, _key: &str) -> Result<Option<crate::store::Retired>, StoreError> {
             Ok(None)
         }
         async fn commit(&self, change: Change) -> Result<(), StoreError> {

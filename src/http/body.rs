@@ -123,7 +123,7 @@ fn shape_error(path: &str, error: serde_json::Error) -> ApiError {
             ApiError::MalformedJson(error.to_string())
         }
         Category::Data => {
-            let message = strip_position(&error.to_string());
+            let message = error.to_string();
             // `missing field `x`` is reported at the parent; name the field itself.
             let field = match message
                 .strip_prefix("missing field `")
@@ -134,16 +134,9 @@ fn shape_error(path: &str, error: serde_json::Error) -> ApiError {
                 None if path == "." => "body".to_string(),
                 None => path.to_string(),
             };
+            let message = crate::rules::wording::explain(&field, &error);
             ApiError::invalid(field, message)
         }
-    }
-}
-
-/// serde_json appends " at line 1 column 42"; the field path says more.
-fn strip_position(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(i) => message[..i].to_string(),
-        None => message.to_string(),
     }
 }
 

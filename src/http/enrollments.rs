@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::{Authorized, EnrollScope};
 use super::error::ApiError;
+use super::query::Query;
 use super::AppState;
 
 #[derive(Serialize)]
@@ -69,7 +70,7 @@ pub async fn list(
     _: Authorized<EnrollScope>,
     state: web::Data<AppState>,
     key: web::Path<String>,
-    query: web::Query<PageQuery>,
+    query: Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     if !(1..=1000).contains(&query.limit) {
         return Err(ApiError::invalid("limit", "must be between 1 and 1000"));

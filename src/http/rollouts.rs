@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::{AdminScope, Authorized, ReadScope};
 use super::body::{Json, JsonBytes};
 use super::error::ApiError;
+use super::query::Query;
 use super::AppState;
 use crate::admin::Precondition;
 use crate::rules::{Flow, Rollout, RolloutDraft};
@@ -147,6 +148,7 @@ pub async fn history(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RollbackRequest {
+    #[serde(deserialize_with = "crate::rules::model::whole::u64")]
     version: u64,
 }
 
@@ -168,7 +170,10 @@ pub async fn rollback(
 #[serde(deny_unknown_fields)]
 pub struct OverrideRequest {
     flow: Flow,
-    #[serde(default = "OverrideRequest::default_ttl")]
+    #[serde(
+        default = "OverrideRequest::default_ttl",
+        deserialize_with = "crate::rules::model::whole::u64"
+    )]
     ttl_seconds: u64,
 }
 
@@ -219,7 +224,7 @@ struct AuditList {
 pub async fn audit(
     _: Authorized<ReadScope>,
     state: web::Data<AppState>,
-    query: web::Query<AuditQuery>,
+    query: Query<AuditQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = match query.limit {
         None => usize::MAX,

@@ -12,6 +12,7 @@ use ipnet::IpNet;
 use semver::VersionReq;
 
 use super::bucket::BasisPoints;
+use super::country::parse_country;
 use super::location::Code;
 use super::model::{Conditions, Flow, LegacySessions, Outcome, Rollout, RolloutContent};
 
@@ -87,9 +88,10 @@ fn is_valid_rule_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
 }
 
-/// A cookie name: an RFC 6265 token of at most 64 characters.
+/// A cookie name: an RFC 6265 token of at most 128 characters (`sy_` and the longest key
+/// fit).
 fn is_valid_cookie_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
+    (1..=128).contains(&name.len())
         && name.bytes().all(|c| {
             c.is_ascii_alphanumeric()
                 || matches!(
@@ -318,7 +320,7 @@ fn compile_content(
         problems.add(
             "sticky.cookie_name",
             format!(
-                "invalid cookie name '{}': expected 1 to 64 token characters",
+                "invalid cookie name '{}': expected 1 to 128 token characters",
                 content.sticky.cookie_name
             ),
         );
@@ -434,13 +436,6 @@ fn parse_network(text: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("invalid CIDR '{text}'"))
 }
 
-fn parse_country(text: &str) -> Result<Code, String> {
-    let ok = text.len() == 2 && text.bytes().all(|c| c.is_ascii_alphabetic());
-    ok.then(|| Code::new(text))
-        .flatten()
-        .ok_or_else(|| format!("invalid country '{text}': expected an ISO 3166-1 alpha-2 code"))
-}
-
 fn parse_continent(text: &str) -> Result<Code, String> {
     let upper = text.to_ascii_uppercase();
     if CONTINENTS.contains(&upper.as_str()) {
@@ -456,7 +451,8 @@ fn parse_continent(text: &str) -> Result<Code, String> {
 fn parse_subdivision(text: &str) -> Result<Code, String> {
     let err = || format!("invalid subdivision '{text}': expected an ISO 3166-2 code like US-CA");
     let (country, part) = text.split_once('-').ok_or_else(err)?;
-    let country = parse_country(country).map_err(|_| err())?;
+    let country = parse_country(country)
+        .map_err(|why| format!("invalid subdivision '{text}': its country part: {why}"))?;
     if part.is_empty() || part.len() > 3 || !part.bytes().all(|c| c.is_ascii_alphanumeric()) {
         return Err(err());
     }
@@ -479,6 +475,26 @@ fn parse_user_key(text: &str) -> Result<Box<str>, String> {
     } else {
         Ok(text.into())
     }
+}
+
+/// A semver requirement as npm reads it: a bare version (`5.2.0`) means exactly that version
+/// (`=5.2.0`; `5.2` is any 5.2.x), where the semver crate alone would read it as `^5.2.0`.
+/// Operators, wildcards and comma-separated lists are the semver crate's.
+pub fn parse_version_req(text: &str) -> Result<VersionReq, semver::Error> {
+    let exact: Vec<String> = text
+        .split(',')
+        .map(|part| {
+            let part = part.trim();
+            let bare =
+                part.starts_with(|c: char| c.is_ascii_digit()) && !part.contains(['*', 'x', 'X']);
+            if bare {
+                format!("={part}")
+            } else {
+                part.to_string()
+            }
+        })
+        .collect();
+    VersionReq::parse(&exact.join(", "))
 }
 
 fn compile_conditions(at: &str, when: &Conditions, problems: &mut Problems) -> Vec<Condition> {
@@ -511,7 +527,7 @@ fn compile_conditions(at: &str, when: &Conditions, problems: &mut Problems) -> V
         out.push(Condition::Platforms(p));
     }
     if let Some(req) = &when.app_version {
-        match VersionReq::parse(req) {
+        match parse_version_req(req) {
             Ok(req) => out.push(Condition::AppVersion(req)),
             Err(e) => problems.add(
                 format!("{at}.app_version"),
@@ -647,6 +663,24 @@ mod tests {
         for bad in ["", "-a", "_a", "A", "a.b", &"a".repeat(65)] {
             assert!(!is_valid_key(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_bare_version_means_exactly_that_version() {
+        let matches = |req: &str, version: &str| {
+            parse_version_req(req)
+                .unwrap()
+                .matches(&semver::Version::parse(version).unwrap())
+        };
+        assert!(matches("5.2.0", "5.2.0"));
+        assert!(!matches("5.2.0", "5.9.1"));
+        assert!(!matches("5.2.0", "5.2.1"));
+        assert!(matches("5.2", "5.2.7") && !matches("5.2", "5.3.0"));
+        assert!(matches("^5.2.0", "5.9.1"));
+        assert!(matches(">=5.0.0, <6.0.0", "5.9.1"));
+        assert!(matches("<5.2.0", "5.1.9") && !matches("<5.2.0", "5.2.0"));
+        assert!(matches("5.*", "5.4.0") && matches("~5.2", "5.2.3"));
+        assert!(parse_version_req("five").is_err());
     }
 
     #[test]

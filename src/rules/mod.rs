@@ -3,9 +3,11 @@
 
 pub mod bucket;
 pub mod compile;
+pub mod country;
 pub mod evaluate;
 pub mod location;
 pub mod model;
+pub mod wording;
 
 pub use bucket::{bucket_of, BasisPoints};
 pub use compile::{compile, CompiledRollout, FieldError, ValidationErrors};

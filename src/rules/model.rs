@@ -49,7 +49,7 @@ pub struct Sticky {
     pub enabled: bool,
     #[serde(default = "Sticky::default_cookie_name")]
     pub cookie_name: String,
-    #[serde(default = "Sticky::default_max_age")]
+    #[serde(default = "Sticky::default_max_age", deserialize_with = "whole::u64")]
     pub max_age_seconds: u64,
 }
 
@@ -84,19 +84,47 @@ fn default_true() -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Conditions {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ip_ranges: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub countries: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub continents: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub subdivisions: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platforms: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub app_version: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub user_keys: Option<Vec<String>>,
 }
 
@@ -177,21 +205,41 @@ pub struct Rollout {
     pub updated_by: String,
 }
 
+/// Sticky-cookie settings as an admin submits them: every member may be left out.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StickyDraft {
+    #[serde(default, deserialize_with = "present")]
+    pub enabled: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    pub cookie_name: Option<String>,
+    #[serde(default, deserialize_with = "whole::option_u64")]
+    pub max_age_seconds: Option<u64>,
+}
+
 /// What an admin submits to create or replace a rollout. Server-kept fields (`version`,
 /// `updated_at`, `updated_by`) are accepted so a fetched rollout can be sent back as is, and
-/// ignored. Missing editable fields take their defaults (or, for `salt` and `epoch`, the
-/// current value).
+/// ignored. Missing editable fields take their defaults (or, for `salt`, `epoch` and the
+/// sticky cookie's name, the current value).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RolloutDraft {
+    #[serde(default, deserialize_with = "present")]
     pub key: Option<String>,
     pub description: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub enabled: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
     pub percentage: Option<f64>,
+    #[serde(default, deserialize_with = "present")]
     pub salt: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub rules: Option<Vec<Rule>>,
-    pub sticky: Option<Sticky>,
+    #[serde(default, deserialize_with = "present")]
+    pub sticky: Option<StickyDraft>,
+    #[serde(default, deserialize_with = "whole::option_u64")]
     pub epoch: Option<u64>,
+    #[serde(default, deserialize_with = "present")]
     pub legacy_sessions: Option<LegacySessions>,
     #[serde(default, rename = "version")]
     pub _version: Option<serde::de::IgnoredAny>,
@@ -201,14 +249,31 @@ pub struct RolloutDraft {
     pub _updated_by: Option<serde::de::IgnoredAny>,
 }
 
+/// A member that may be left out but, when present, must not be `null` (SPEC §4: only
+/// `description` can be removed): `null` is then refused with the member's own type error.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
+}
+
+/// The sticky cookie name a rollout gets when none is given: `sy_<key>` (SPEC §1), so that
+/// a rollout created with nothing but its key never clashes with another's cookie.
+pub fn default_cookie_name(key: &str) -> String {
+    format!("sy_{key}")
+}
+
 impl RolloutDraft {
-    /// The content this draft describes. `current` supplies salt and epoch when the draft
-    /// leaves them out; `new_salt` is used when neither has one.
+    /// The content this draft describes for the rollout `key`. `current` supplies salt,
+    /// epoch and the cookie name when the draft leaves them out (changing any of them would
+    /// void cookies or reshuffle users); `new_salt` is used when neither has one.
     pub fn into_content(
         self,
+        key: &str,
         current: Option<&RolloutContent>,
         new_salt: impl FnOnce() -> String,
     ) -> RolloutContent {
+        let sticky = self.sticky.unwrap_or_default();
         RolloutContent {
             description: self.description.unwrap_or_default(),
             enabled: self.enabled.unwrap_or(true),
@@ -218,9 +283,49 @@ impl RolloutDraft {
                 .or_else(|| current.map(|c| c.salt.clone()))
                 .unwrap_or_else(new_salt),
             rules: self.rules.unwrap_or_default(),
-            sticky: self.sticky.unwrap_or_default(),
+            sticky: Sticky {
+                enabled: sticky.enabled.unwrap_or(true),
+                cookie_name: sticky
+                    .cookie_name
+                    .or_else(|| current.map(|c| c.sticky.cookie_name.clone()))
+                    .unwrap_or_else(|| default_cookie_name(key)),
+                max_age_seconds: sticky
+                    .max_age_seconds
+                    .unwrap_or(Sticky::DEFAULT_MAX_AGE_SECONDS),
+            },
             epoch: self.epoch.or(current.map(|c| c.epoch)).unwrap_or(1),
             legacy_sessions: self.legacy_sessions.unwrap_or_default(),
         }
+    }
+}
+
+/// Whole numbers as JSON Schema counts them: `3` and `3.0` alike (a client that writes every
+/// number as a float must not be refused), never `3.5` or a negative number.
+pub mod whole {
+    use serde::{Deserialize, Deserializer};
+
+    /// The largest whole number a JSON float carries exactly.
+    const MAX_EXACT: f64 = 9_007_199_254_740_992.0;
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Number {
+        Int(u64),
+        Float(f64),
+    }
+
+    pub fn u64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+        use serde::de::Error;
+        match Number::deserialize(deserializer)
+            .map_err(|_| D::Error::custom("expected a whole number"))?
+        {
+            Number::Int(n) => Ok(n),
+            Number::Float(f) if f.fract() == 0.0 && (0.0..=MAX_EXACT).contains(&f) => Ok(f as u64),
+            Number::Float(_) => Err(D::Error::custom("expected a whole number")),
+        }
+    }
+
+    pub fn option_u64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+        u64(deserializer).map(Some)
     }
 }

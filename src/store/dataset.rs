@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AuditPage, Change, ChangeRecord, EnrollmentPage, HistoryEntry, Loaded, StoreError, UserKeyHash,
+    Action, AuditPage, Change, ChangeRecord, EnrollmentPage, HistoryEntry, Loaded, Retired,
+    StoreError, UserKeyHash,
 };
 use crate::rules::Rollout;
 
@@ -32,11 +33,11 @@ pub struct Dataset {
     /// Oldest first.
     pub audit: Vec<ChangeRecord>,
     pub enrollments: BTreeMap<String, UserKeys>,
-    /// The version of each deleted rollout's delete: a rollout created again under the same
-    /// key continues from there, so that an `If-Match` holding a version of the deleted one
-    /// can never match the new one.
+    /// Each deleted rollout's delete version and epoch: a rollout created again under the
+    /// same key continues after both, so that neither an `If-Match` nor a cookie of the
+    /// deleted one ever counts for the new one.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub retired: BTreeMap<String, u64>,
+    pub retired: BTreeMap<String, Retired>,
 }
 
 /// The enrolled user keys of one rollout: sorted, unique, one allocation each (a million take
@@ -135,7 +136,7 @@ pub struct Undo {
     rollout: Option<Rollout>,
     history: Option<Vec<HistoryEntry>>,
     enrollments: Option<UserKeys>,
-    retired: Option<u64>,
+    retired: Option<Retired>,
     audit_len: usize,
 }
 
@@ -190,7 +191,25 @@ impl Dataset {
                 )),
             });
         }
+        let mut data = data;
+        data.recall_retired_epochs();
         Ok(Some(data))
+    }
+
+    /// Fills in the epoch of deletes recorded before epochs were remembered (0 = unknown),
+    /// from the delete's audit record (its changes show the epoch the rollout had).
+    pub fn recall_retired_epochs(&mut self) {
+        for (key, retired) in self.retired.iter_mut().filter(|(_, r)| r.epoch == 0) {
+            retired.epoch = self
+                .audit
+                .iter()
+                .rev()
+                .filter(|a| a.rollout == *key && a.action == Action::Deleted)
+                .find(|a| a.version == retired.version)
+                .and_then(|a| a.changes.iter().find(|c| c.field == "epoch"))
+                .and_then(|c| c.from.as_u64())
+                .unwrap_or(1);
+        }
     }
 
     /// Writes `bytes` to `path` so that a crash leaves either the old or the new file, whole:
@@ -249,7 +268,7 @@ impl Dataset {
                 })
             }
             (None, None) => match self.retired.get(&change.key) {
-                Some(&last) if change.record.version <= last => Err(StoreError::Retired {
+                Some(&last) if change.record.version <= last.version => Err(StoreError::Retired {
                     key: change.key.clone(),
                     last,
                 }),
@@ -286,8 +305,9 @@ impl Dataset {
                 self.rollouts.remove(&change.key);
                 self.history.remove(&change.key);
                 self.enrollments.remove(&change.key);
-                self.retired
-                    .insert(change.key.clone(), change.record.version);
+                if let Some(retired) = change.retired() {
+                    self.retired.insert(change.key.clone(), retired);
+                }
             }
         }
         self.audit.push(change.record);

@@ -12,7 +12,9 @@ use async_trait::async_trait;
 use tokio::sync::Mutex;
 
 use super::dataset::Dataset;
-use super::{AuditPage, Change, EnrollmentPage, HistoryEntry, Loaded, RolloutStore, StoreError};
+use super::{
+    AuditPage, Change, EnrollmentPage, HistoryEntry, Loaded, Retired, RolloutStore, StoreError,
+};
 use crate::rules::Rollout;
 
 pub struct EmbeddedStore {
@@ -110,7 +112,7 @@ impl RolloutStore for EmbeddedStore {
         Ok(self.data.lock().await.rollouts.get(key).cloned())
     }
 
-    async fn retired_version(&self, key: &str) -> Result<Option<u64>, StoreError> {
+    async fn retired(&self, key: &str) -> Result<Option<Retired>, StoreError> {
         Ok(self.data.lock().await.retired.get(key).copied())
     }
 

@@ -67,9 +67,51 @@ pub struct Change {
     /// `None`: the rollout must not exist yet. `Some(v)`: its current version must be `v`.
     pub expected_version: Option<u64>,
     /// The new version, or `None` to delete the rollout (and its history and enrollments;
-    /// the store remembers the delete's version, see `RolloutStore::retired_version`).
+    /// the store remembers the delete's version and the deleted rollout's epoch, see
+    /// `RolloutStore::retired`).
     pub next: Option<Rollout>,
     pub record: ChangeRecord,
+    /// The epoch of the rollout as it was before this change (`None` for a create).
+    pub previous_epoch: Option<u64>,
+}
+
+impl Change {
+    /// What a delete leaves behind for a rollout created again under the same key.
+    pub fn retired(&self) -> Option<Retired> {
+        self.next.is_none().then(|| Retired {
+            version: self.record.version,
+            epoch: self.previous_epoch.unwrap_or(1),
+        })
+    }
+}
+
+/// What the store remembers of a deleted rollout, so that one created again under the same key
+/// continues after it: its version numbers (an `If-Match` holding a version of the deleted
+/// rollout never matches the new one) and its epochs (no cookie of the deleted rollout is
+/// honoured by the new one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Retired {
+    /// The version of the delete.
+    pub version: u64,
+    /// The deleted rollout's epoch.
+    pub epoch: u64,
+}
+
+impl<'de> Deserialize<'de> for Retired {
+    /// `{"version": 3, "epoch": 2}`, or a bare version as files written before epochs were
+    /// remembered hold it (epoch 0: unknown until `Dataset::recall_retired_epochs`).
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Both { version: u64, epoch: u64 },
+            VersionOnly(u64),
+        }
+        Ok(match Form::deserialize(deserializer)? {
+            Form::Both { version, epoch } => Retired { version, epoch },
+            Form::VersionOnly(version) => Retired { version, epoch: 0 },
+        })
+    }
 }
 
 /// A user key as deciders know an enrollment: its 128-bit XXH3 hash. Membership is all a
@@ -174,8 +216,8 @@ pub enum StoreError {
     },
     /// A create whose version is not above the version at which a rollout of the same key was
     /// deleted (another replica deleted it again meanwhile).
-    #[error("rollout '{key}' was deleted at version {last}; a new one must come after it")]
-    Retired { key: String, last: u64 },
+    #[error("rollout '{key}' was deleted at version {}; a new one must come after it", last.version)]
+    Retired { key: String, last: Retired },
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
     #[error("the store file {path} is corrupt: {source}")]
@@ -224,9 +266,9 @@ pub trait RolloutStore: Send + Sync + 'static {
     /// The current version of one rollout, read from the store itself (not a cache).
     async fn get(&self, key: &str) -> Result<Option<Rollout>, StoreError>;
 
-    /// The version at which the rollout `key` was last deleted, if it ever was: a rollout
-    /// created again under that key takes the next version.
-    async fn retired_version(&self, key: &str) -> Result<Option<u64>, StoreError>;
+    /// What is left of the rollout `key` if it was ever deleted: a rollout created again under
+    /// that key takes the next version and an epoch above the deleted one's.
+    async fn retired(&self, key: &str) -> Result<Option<Retired>, StoreError>;
 
     /// Applies one change atomically (see [`Change`]).
     async fn commit(&self, change: Change) -> Result<(), StoreError>;

@@ -16,7 +16,7 @@
 //! | `{p}:history:<key>`                 | list   | every version of one rollout, oldest first   |
 //! | `{p}:audit`                         | list   | every change to every rollout, oldest first  |
 //! | `{p}:enrollments:<key>`             | zset   | enrolled user keys (score 0, ordered by key) |
-//! | `{p}:retired`                       | hash   | deleted rollout key → the delete's version   |
+//! | `{p}:retired`                       | hash   | deleted key → `<delete version>:<its epoch>` |
 //! | `{p}:events`                        | stream | one entry per change: `kind`, `key`, `user`  |
 //! | `{p}:restore-lock`                  | string | held by the replica restoring an empty Redis |
 //!
@@ -53,7 +53,7 @@ use tokio::sync::Notify;
 
 use super::dataset::{Dataset, UserKeys};
 use super::{
-    AuditPage, Change, ChangeListener, ChangeRecord, EnrollmentPage, HistoryEntry, Loaded,
+    AuditPage, Change, ChangeListener, ChangeRecord, EnrollmentPage, HistoryEntry, Loaded, Retired,
     RolloutStore, StoreError,
 };
 use crate::metrics::Metrics;
@@ -159,7 +159,7 @@ local cur = redis.call('HGET', KEYS[3], ARGV[2])
 if ARGV[3] == '' then
   if cur then return {'exists'} end
   local last = redis.call('HGET', KEYS[8], ARGV[2])
-  if last and tonumber(ARGV[5]) <= tonumber(last) then return {'retired', last} end
+  if last and tonumber(ARGV[5]) <= tonumber(string.match(last, '^%d+')) then return {'retired', last} end
 else
   if not cur then return {'missing'} end
   if cur ~= ARGV[3] then return {'mismatch', cur} end
@@ -168,7 +168,7 @@ if ARGV[4] == '' then
   redis.call('HDEL', KEYS[2], ARGV[2])
   redis.call('HDEL', KEYS[3], ARGV[2])
   redis.call('DEL', KEYS[4], KEYS[6])
-  redis.call('HSET', KEYS[8], ARGV[2], ARGV[5])
+  redis.call('HSET', KEYS[8], ARGV[2], ARGV[9])
 else
   redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])
   redis.call('HSET', KEYS[3], ARGV[2], ARGV[5])
@@ -253,6 +253,20 @@ pub fn redact_url(url: &str) -> String {
         }
         _ => url.to_string(),
     }
+}
+
+/// A deleted rollout as `{p}:retired` holds it: `<delete version>:<epoch>` (a bare version,
+/// as written before epochs were remembered, reads with epoch 0, unknown).
+fn retired_to_redis(retired: &Retired) -> String {
+    format!("{}:{}", retired.version, retired.epoch)
+}
+
+fn retired_from_redis(value: &str) -> Option<Retired> {
+    let (version, epoch) = value.split_once(':').unwrap_or((value, "0"));
+    Some(Retired {
+        version: version.parse().ok()?,
+        epoch: epoch.parse().ok()?,
+    })
 }
 
 impl RedisStore {
@@ -428,11 +442,16 @@ impl Inner {
             .iter()
             .filter_map(|a| serde_json::from_str(a).ok())
             .collect();
-        data.retired = redis::cmd("HGETALL")
+        let retired: BTreeMap<String, String> = redis::cmd("HGETALL")
             .arg(k.retired())
             .query_async(conn)
             .await
             .map_err(unavailable)?;
+        data.retired = retired
+            .into_iter()
+            .filter_map(|(key, value)| Some((key, retired_from_redis(&value)?)))
+            .collect();
+        data.recall_retired_epochs();
         Ok(data)
     }
 
@@ -594,8 +613,9 @@ impl Inner {
             .ignore();
         }
         pipe.del(k.retired()).ignore();
-        for (key, version) in &mirror.retired {
-            pipe.hset(k.retired(), key, version.to_string()).ignore();
+        for (key, retired) in &mirror.retired {
+            pipe.hset(k.retired(), key, retired_to_redis(retired))
+                .ignore();
         }
         let _: () = pipe.query_async(conn).await.map_err(unavailable)?;
         let mut enrolled = 0usize;
@@ -666,15 +686,15 @@ impl Inner {
                     .query_async(conn)
                     .await
                     .map_err(unavailable)?;
-                let retired: Option<u64> = redis::cmd("HGET")
+                let retired: Option<String> = redis::cmd("HGET")
                     .arg(k.retired())
                     .arg(&event.key)
                     .query_async(conn)
                     .await
                     .map_err(unavailable)?;
                 let mut mirror = self.mirror.lock().await;
-                match retired {
-                    Some(version) => mirror.retired.insert(event.key.clone(), version),
+                match retired.as_deref().and_then(retired_from_redis) {
+                    Some(retired) => mirror.retired.insert(event.key.clone(), retired),
                     None => mirror.retired.remove(&event.key),
                 };
                 let audit: Vec<String> = redis::cmd("LRANGE")
@@ -906,19 +926,32 @@ impl RolloutStore for RedisStore {
         result
     }
 
-    async fn retired_version(&self, key: &str) -> Result<Option<u64>, StoreError> {
+    async fn retired(&self, key: &str) -> Result<Option<Retired>, StoreError> {
         let result = async {
             let mut conn = self.inner.conn().await?;
-            redis::cmd("HGET")
+            let value: Option<String> = redis::cmd("HGET")
                 .arg(self.inner.keys.retired())
                 .arg(key)
                 .query_async(&mut conn)
                 .await
-                .map_err(unavailable)
+                .map_err(unavailable)?;
+            Ok(value.as_deref().and_then(retired_from_redis))
         }
         .await;
         self.inner.record("get", &result);
-        result
+        let mut retired = result?;
+        if let Some(r) = retired.as_mut().filter(|r| r.epoch == 0) {
+            // Written before epochs were remembered: the copy recalled it from the audit trail.
+            r.epoch = self
+                .inner
+                .mirror
+                .lock()
+                .await
+                .retired
+                .get(key)
+                .map_or(1, |known| known.epoch.max(1));
+        }
+        Ok(retired)
     }
 
     async fn commit(&self, change: Change) -> Result<(), StoreError> {
@@ -965,6 +998,12 @@ impl RolloutStore for RedisStore {
                 .arg(history)
                 .arg(audit)
                 .arg(STREAM_MAXLEN)
+                .arg(
+                    change
+                        .retired()
+                        .map(|r| retired_to_redis(&r))
+                        .unwrap_or_default(),
+                )
                 .invoke_async(&mut conn)
                 .await
                 .map_err(unavailable)
@@ -977,7 +1016,13 @@ impl RolloutStore for RedisStore {
             Some("exists") => Err(StoreError::AlreadyExists(change.key)),
             Some("missing") => Err(StoreError::NotFound(change.key)),
             Some("retired") => Err(StoreError::Retired {
-                last: reply.get(1).and_then(|v| v.parse().ok()).unwrap_or(0),
+                last: reply
+                    .get(1)
+                    .and_then(|v| retired_from_redis(v))
+                    .unwrap_or(Retired {
+                        version: 0,
+                        epoch: 0,
+                    }),
                 key: change.key,
             }),
             Some("mismatch") => Err(StoreError::VersionMismatch {

@@ -14,6 +14,7 @@ mod redis_server;
 mod replicas;
 mod rollouts;
 mod rules;
+mod safe_defaults;
 mod sessions;
 mod smoke;
 mod store_contract;

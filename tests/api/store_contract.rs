@@ -10,7 +10,9 @@ use switchyard::metrics::Metrics;
 use switchyard::rules::Rollout;
 use switchyard::store::embedded::EmbeddedStore;
 use switchyard::store::redis::{RedisOptions, RedisStore};
-use switchyard::store::{Action, AuditPage, Change, ChangeRecord, RolloutStore, StoreError};
+use switchyard::store::{
+    Action, AuditPage, Change, ChangeRecord, Retired, RolloutStore, StoreError,
+};
 
 use crate::redis_server::{RedisCluster, RedisServer};
 
@@ -88,6 +90,7 @@ fn change(key: &str, expected: Option<u64>, next: Option<Rollout>, action: Actio
             changes: Vec::new(),
             restored_version: None,
         },
+        previous_epoch: expected.map(|_| 1),
     }
 }
 
@@ -258,14 +261,19 @@ async fn history_and_audit_are_newest_first_and_deletes_keep_their_audit(s: Subj
 
 async fn a_deleted_key_continues_its_version_numbers(s: Subject) {
     let store = s.store.as_ref();
-    assert_eq!(store.retired_version("a").await.unwrap(), None);
+    assert_eq!(store.retired("a").await.unwrap(), None);
     create(store, "a").await;
     update_to_2(store, "a", 5.0).await;
     let mut delete = change("a", Some(2), None, Action::Deleted);
     delete.record.version = 3;
+    delete.previous_epoch = Some(7);
     store.commit(delete).await.unwrap();
-    assert_eq!(store.retired_version("a").await.unwrap(), Some(3));
-    assert_eq!(store.retired_version("never").await.unwrap(), None);
+    let retired = Retired {
+        version: 3,
+        epoch: 7,
+    };
+    assert_eq!(store.retired("a").await.unwrap(), Some(retired));
+    assert_eq!(store.retired("never").await.unwrap(), None);
     for stale in [1, 3] {
         let refused = store
             .commit(change(
@@ -276,7 +284,7 @@ async fn a_deleted_key_continues_its_version_numbers(s: Subject) {
             ))
             .await;
         assert!(
-            matches!(refused, Err(StoreError::Retired { last: 3, .. })),
+            matches!(refused, Err(StoreError::Retired { last, .. }) if last == retired),
             "a create at version {stale} after a delete at 3: {refused:?}"
         );
     }
@@ -291,7 +299,7 @@ async fn a_deleted_key_continues_its_version_numbers(s: Subject) {
         .await
         .unwrap();
     assert_eq!(store.get("a").await.unwrap().unwrap().version, 4);
-    assert_eq!(store.retired_version("a").await.unwrap(), None);
+    assert_eq!(store.retired("a").await.unwrap(), None);
     let history = store.history("a").await.unwrap();
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].record.version, 4);
