@@ -15,7 +15,6 @@ use serde_json::Value;
 
 use crate::catalog::Catalog;
 use crate::cookies::CookieSigner;
-use crate::metrics::Metrics;
 use crate::rules::compile::{is_valid_key, validate_content};
 use crate::rules::model::{Sticky, StickyDraft};
 use crate::rules::{Flow, Rollout, RolloutContent, RolloutDraft, ValidationErrors};
@@ -54,7 +53,7 @@ pub enum AdminError {
         last: crate::store::Retired,
     },
     #[error("{0}")]
-    Unavailable(String),
+    Unavailable(#[source] StoreError),
 }
 
 /// `If-Match` as the admin layer sees it.
@@ -122,7 +121,6 @@ pub struct Admin {
     store: Arc<dyn RolloutStore>,
     catalog: Arc<Catalog>,
     signer: CookieSigner,
-    metrics: Arc<Metrics>,
     /// One admin write at a time on this replica; the store's compare-and-set covers others.
     writer: tokio::sync::Mutex<()>,
 }
@@ -247,22 +245,17 @@ fn refuse_nulls(patch: &Value) -> Result<(), AdminError> {
 }
 
 impl Admin {
-    pub fn new(
-        store: Arc<dyn RolloutStore>,
-        catalog: Arc<Catalog>,
-        signer: CookieSigner,
-        metrics: Arc<Metrics>,
-    ) -> Admin {
+    pub fn new(store: Arc<dyn RolloutStore>, catalog: Arc<Catalog>, signer: CookieSigner) -> Admin {
         Admin {
             store,
             catalog,
             signer,
-            metrics,
             writer: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// Maps a store error, counting the ones that mean the store could not be reached.
+    /// Maps a store error. (The store itself records whether it was reached, in
+    /// `switchyard_store_up` and `switchyard_store_errors_total`: once, where it happened.)
     fn store_error(&self, op: &str, e: StoreError) -> AdminError {
         match e {
             StoreError::AlreadyExists(k) => AdminError::AlreadyExists(k),
@@ -278,15 +271,10 @@ impl Admin {
             },
             StoreError::Retired { key, last } => AdminError::Retired { key, last },
             other => {
-                self.metrics.store_reached(op, false);
                 tracing::error!(op, error = %other, "store operation failed");
-                AdminError::Unavailable(other.to_string())
+                AdminError::Unavailable(other)
             }
         }
-    }
-
-    fn reached(&self, op: &str) {
-        self.metrics.store_reached(op, true);
     }
 
     pub fn list(&self) -> Vec<Rollout> {
@@ -312,7 +300,6 @@ impl Admin {
             .get(key)
             .await
             .map_err(|e| self.store_error("get", e))?;
-        self.reached("get");
         let current = current.ok_or_else(|| AdminError::NotFound(key.to_string()))?;
         // Catch the in-memory copy up if it lags (ignored when it is as new).
         let _ = self.catalog.install(current.clone());
@@ -393,7 +380,6 @@ impl Admin {
             .commit(change)
             .await
             .map_err(|e| self.store_error(op, e))?;
-        self.reached(op);
         match &next {
             Some(rollout) => {
                 self.catalog.install(rollout.clone())?;
@@ -624,7 +610,6 @@ impl Admin {
             .history(key)
             .await
             .map_err(|e| self.store_error("history", e))?;
-        self.reached("history");
         Ok(h)
     }
 
@@ -634,7 +619,6 @@ impl Admin {
             .audit(before, limit)
             .await
             .map_err(|e| self.store_error("audit", e))?;
-        self.reached("audit");
         Ok(a)
     }
 
@@ -700,7 +684,6 @@ impl Admin {
             self.store.unenroll(key, user_key).await
         };
         let changed = result.map_err(|e| self.store_error(op, e))?;
-        self.reached(op);
         if enrolled {
             self.catalog.enroll(key, user_key);
         } else {
@@ -720,7 +703,6 @@ impl Admin {
             .enrollments(key, cursor, limit)
             .await
             .map_err(|e| self.store_error("enrollments", e))?;
-        self.reached("enrollments");
         Ok(page)
     }
 
@@ -755,6 +737,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::metrics::Metrics;
     use crate::store::embedded::EmbeddedStore;
     use crate::store::{Loaded, RolloutStore};
 
@@ -810,7 +793,6 @@ mod tests {
             Arc::new(ReadBeforeTheDelete(store)),
             Arc::new(Catalog::new(metrics.clone())),
             CookieSigner::new(&[7; 32]),
-            metrics,
         );
         let draft = || serde_json::from_value::<RolloutDraft>(json!({"key": "r"})).unwrap();
         assert_eq!(admin.create(draft(), "t").await.unwrap().version, 1);

@@ -60,6 +60,7 @@ pub struct RolloutCounters {
 
 impl RolloutCounters {
     pub fn decision(&self, flow: Flow, reason: Reason) -> &IntCounter {
+        debug_assert!(reason.can_give(flow), "{flow:?} for {reason:?}");
         let f = match flow {
             Flow::Stytch => 0,
             Flow::Legacy => 1,
@@ -282,10 +283,17 @@ impl Metrics {
             .iter()
             .map(|id| self.rule_matches.with_label_values(&[rollout, id]))
             .collect();
+        // Only series a decision can produce are exported (at zero until it does); the
+        // others get a counter of their own that no registry holds.
         let decisions = [Flow::Stytch, Flow::Legacy].map(|flow| {
             Reason::ALL.map(|reason| {
-                self.decisions
-                    .with_label_values(&[rollout, flow.as_str(), reason.as_str()])
+                if reason.can_give(flow) {
+                    self.decisions
+                        .with_label_values(&[rollout, flow.as_str(), reason.as_str()])
+                } else {
+                    IntCounter::new("switchyard_impossible_decisions", "never exported")
+                        .expect("a valid counter")
+                }
             })
         });
         let rejected = Rejection::ALL.map(|reason| {

@@ -123,13 +123,10 @@ async fn probe_forever(store: Arc<EmbeddedStore>, metrics: Arc<Metrics>) {
     let mut every = tokio::time::interval(Duration::from_secs(5));
     loop {
         every.tick().await;
-        let result = store.probe().await;
-        if let Err(e) = &result {
-            tracing::warn!(error = %e, "the embedded store cannot save");
-        } else {
-            metrics.last_sync.set(chrono::Utc::now().timestamp() as f64);
+        match store.probe().await {
+            Err(e) => tracing::warn!(error = %e, "the embedded store cannot save"),
+            Ok(()) => metrics.last_sync.set(chrono::Utc::now().timestamp() as f64),
         }
-        metrics.store_reached("probe", result.is_ok());
     }
 }
 
@@ -140,7 +137,9 @@ impl Application {
         let (store, store_description): (Arc<dyn RolloutStore>, String) =
             match settings.store.backend {
                 Backend::Embedded => {
-                    let store = Arc::new(EmbeddedStore::open(&settings.store.path)?);
+                    let store = Arc::new(
+                        EmbeddedStore::open(&settings.store.path)?.with_metrics(metrics.clone()),
+                    );
                     let description = format!("embedded, {}", store.path().display());
                     background.push(tokio::spawn(probe_forever(store.clone(), metrics.clone())));
                     (store, description)
@@ -193,7 +192,7 @@ impl Application {
             }
             // A shared store that is down, with no last-known copy: start unready and let the
             // follower load the rules when the store is back.
-            Err(StoreError::Unavailable(e)) if settings.store.backend == Backend::Redis => {
+            Err(e) if e.is_outage() && settings.store.backend == Backend::Redis => {
                 metrics.store_up.set(0);
                 tracing::warn!(error = %e, "store unavailable and no last-known copy: not ready until it is reachable");
             }
@@ -207,7 +206,7 @@ impl Application {
             None => secret_file(&data_dir.join("cookie-secret"))?,
         };
         let signer = CookieSigner::new(cookie_secret.expose_secret().as_bytes());
-        let admin = Admin::new(store, catalog.clone(), signer.clone(), metrics.clone());
+        let admin = Admin::new(store, catalog.clone(), signer.clone());
         if catalog.is_ready() {
             if let Some(created) = admin.ensure_default_rollout().await? {
                 tracing::info!(rollout = %created.key, "created the default rollout at 0 %");

@@ -63,6 +63,17 @@ impl Reason {
         Reason::Percentage,
     ];
 
+    /// Whether a decision can give `flow` for this reason (SPEC §3): the kill switch only
+    /// sends to legacy; enrollments and sticky cookies only send to Stytch.
+    pub fn can_give(self, flow: Flow) -> bool {
+        !matches!(
+            (self, flow),
+            (Reason::Disabled, Flow::Stytch)
+                | (Reason::Enrolled, Flow::Legacy)
+                | (Reason::StickyCookie, Flow::Legacy)
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::Disabled => "disabled",

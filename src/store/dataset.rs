@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -226,7 +227,14 @@ impl Dataset {
             .unwrap_or_else(|| "switchyard.json".into());
         let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
         let result = (|| {
-            let mut file = std::fs::File::create(&tmp)?;
+            // Readable by its owner only: it holds user keys (e-mail addresses).
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
             file.write_all(bytes)?;
             file.sync_all()?;
             std::fs::rename(&tmp, path)?;
@@ -239,7 +247,7 @@ impl Dataset {
     }
 
     pub fn to_bytes(&self) -> Result<Vec<u8>, StoreError> {
-        serde_json::to_vec(self).map_err(|e| StoreError::Unavailable(e.to_string()))
+        serde_json::to_vec(self).map_err(StoreError::unavailable)
     }
 
     pub fn loaded(&self) -> Loaded {

@@ -7,6 +7,7 @@
 //! parsed stops startup: it is never silently replaced.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::sync::Mutex;
@@ -15,11 +16,14 @@ use super::dataset::Dataset;
 use super::{
     AuditPage, Change, EnrollmentPage, HistoryEntry, Loaded, Retired, RolloutStore, StoreError,
 };
+use crate::metrics::Metrics;
 use crate::rules::Rollout;
 
 pub struct EmbeddedStore {
     path: PathBuf,
     data: Mutex<Dataset>,
+    /// Where saves are recorded (`switchyard_store_up`, `switchyard_store_errors_total`).
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl EmbeddedStore {
@@ -30,7 +34,21 @@ impl EmbeddedStore {
         Ok(EmbeddedStore {
             path,
             data: Mutex::new(data),
+            metrics: None,
         })
+    }
+
+    /// Records every save (and every probe) in `metrics`. Reads are answered from memory and
+    /// say nothing about the disk, so they are not recorded.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> EmbeddedStore {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn record(&self, op: &str, result: &Result<(), StoreError>) {
+        if let Some(metrics) = &self.metrics {
+            metrics.store_reached(op, result.is_ok());
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -41,6 +59,12 @@ impl EmbeddedStore {
     /// store file. (A failed write leaves memory and disk as they were; this tells when
     /// writing works again.)
     pub async fn probe(&self) -> Result<(), StoreError> {
+        let result = self.try_probe().await;
+        self.record("probe", &result);
+        result
+    }
+
+    async fn try_probe(&self) -> Result<(), StoreError> {
         let dir = match self.path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
@@ -51,9 +75,10 @@ impl EmbeddedStore {
             std::fs::remove_file(&probe)
         })
         .await
-        .map_err(|e| StoreError::Unavailable(e.to_string()))?
-        .map_err(|e| {
-            StoreError::Unavailable(format!("cannot write beside {}: {e}", self.path.display()))
+        .map_err(StoreError::unavailable)?
+        .map_err(|e| StoreError::Unavailable {
+            reason: format!("cannot write beside {}: {e}", self.path.display()),
+            source: Some(Box::new(e)),
         })
     }
 
@@ -78,7 +103,10 @@ impl EmbeddedStore {
         };
         let changed = apply(&mut data, enrolled);
         if changed {
-            if let Err(e) = self.save(&data).await {
+            if let Err(e) = self
+                .save(if enrolled { "enroll" } else { "unenroll" }, &data)
+                .await
+            {
                 apply(&mut data, !enrolled);
                 return Err(e);
             }
@@ -86,14 +114,22 @@ impl EmbeddedStore {
         Ok(changed)
     }
 
-    async fn save(&self, data: &Dataset) -> Result<(), StoreError> {
+    /// Writes the dataset; records whether it could (as `op`).
+    async fn save(&self, op: &str, data: &Dataset) -> Result<(), StoreError> {
+        let result = self.write(data).await;
+        self.record(op, &result);
+        result
+    }
+
+    async fn write(&self, data: &Dataset) -> Result<(), StoreError> {
         let bytes = data.to_bytes()?;
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || Dataset::write_atomically(&path, &bytes))
             .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?
-            .map_err(|e| {
-                StoreError::Unavailable(format!("cannot write {}: {e}", self.path.display()))
+            .map_err(StoreError::unavailable)?
+            .map_err(|e| StoreError::Unavailable {
+                reason: format!("cannot write {}: {e}", self.path.display()),
+                source: Some(Box::new(e)),
             })
     }
 }
@@ -119,7 +155,7 @@ impl RolloutStore for EmbeddedStore {
     async fn commit(&self, change: Change) -> Result<(), StoreError> {
         let mut data = self.data.lock().await;
         let undo = data.apply(change)?;
-        if let Err(e) = self.save(&data).await {
+        if let Err(e) = self.save("commit", &data).await {
             undo.restore(&mut data);
             return Err(e);
         }

@@ -218,8 +218,20 @@ pub enum StoreError {
     /// deleted (another replica deleted it again meanwhile).
     #[error("rollout '{key}' was deleted at version {}; a new one must come after it", last.version)]
     Retired { key: String, last: Retired },
-    #[error("the store is unavailable: {0}")]
-    Unavailable(String),
+    /// The store could not be reached, or could not save: an outage. Writes answer 503.
+    #[error("the store is unavailable: {reason}")]
+    Unavailable {
+        reason: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// The store was reached but holds something this build cannot read (not an outage).
+    #[error("the store holds {what} that cannot be read: {source}")]
+    InvalidData {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("the store file {path} is corrupt: {source}")]
     Corrupt {
         path: String,
@@ -232,6 +244,30 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl StoreError {
+    /// An outage with nothing more to say than `reason`.
+    pub fn down(reason: impl Into<String>) -> StoreError {
+        StoreError::Unavailable {
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// An outage caused by `source`.
+    pub fn unavailable(source: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+        StoreError::Unavailable {
+            reason: source.to_string(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// Whether the store could not be reached or could not save (as opposed to an answer it
+    /// gave, such as "no such rollout", or data it holds that cannot be read).
+    pub fn is_outage(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. } | StoreError::Io { .. })
+    }
 }
 
 /// Who hears about changes other replicas made (the in-memory catalog). A backend that is

@@ -241,8 +241,14 @@ pub struct RedisStore {
     inner: Arc<Inner>,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::unavailable(e)
+}
+
+/// A value read from Redis that is not what this build wrote there.
+fn invalid(what: impl Into<String>) -> impl FnOnce(serde_json::Error) -> StoreError {
+    let what = what.into();
+    move |source| StoreError::InvalidData { what, source }
 }
 
 /// Hides the password of a Redis URL, for messages.
@@ -329,7 +335,7 @@ impl Inner {
             Conn::Cluster(
                 tokio::time::timeout(timeout * 3, client.get_async_connection())
                     .await
-                    .map_err(|_| unavailable("timed out connecting to the cluster"))?
+                    .map_err(|_| StoreError::down("timed out connecting to the cluster"))?
                     .map_err(unavailable)?,
             )
         } else {
@@ -355,7 +361,7 @@ impl Inner {
                     ConnectionManager::new_with_config(client, config),
                 )
                 .await
-                .map_err(|_| unavailable("timed out connecting"))?
+                .map_err(|_| StoreError::down("timed out connecting"))?
                 .map_err(unavailable)?,
             )
         };
@@ -381,7 +387,7 @@ impl Inner {
 
     fn record(&self, op: &str, result: &Result<impl Sized, StoreError>) {
         match result {
-            Err(StoreError::Unavailable(e)) => {
+            Err(e) if e.is_outage() => {
                 self.metrics.store_reached(op, false);
                 tracing::warn!(op, error = %e, "redis operation failed");
             }
@@ -404,8 +410,8 @@ impl Inner {
         let mut data = Dataset::empty();
         data.generation = Some(generation);
         for (key, json) in rollouts {
-            let rollout: Rollout = serde_json::from_str(&json)
-                .map_err(|e| unavailable(format!("rollout '{key}' in Redis is not valid: {e}")))?;
+            let rollout: Rollout =
+                serde_json::from_str(&json).map_err(invalid(format!("rollout '{key}'")))?;
             let history: Vec<String> = redis::cmd("LRANGE")
                 .arg(k.history(&key))
                 .arg(0)
@@ -866,8 +872,8 @@ impl Inner {
     }
 
     fn note(&self, result: Result<(), StoreError>) -> Result<(), StoreError> {
-        if let Err(StoreError::Unavailable(message)) = &result {
-            if message.contains("generation") {
+        if let Err(StoreError::Unavailable { reason, .. }) = &result {
+            if reason.contains("generation") {
                 self.resync.notify_one();
             }
         }
@@ -918,7 +924,7 @@ impl RolloutStore for RedisStore {
                 .query_async(&mut conn)
                 .await
                 .map_err(unavailable)?;
-            json.map(|j| serde_json::from_str(&j).map_err(unavailable))
+            json.map(|j| serde_json::from_str(&j).map_err(invalid(format!("rollout '{key}'"))))
                 .transpose()
         }
         .await;
@@ -1030,9 +1036,8 @@ impl RolloutStore for RedisStore {
                 expected: change.expected_version.unwrap_or(0),
                 current: reply.get(1).and_then(|v| v.parse().ok()).unwrap_or(0),
             }),
-            _ => Err(StoreError::Unavailable(
-                "the Redis dataset is not the one this replica knows (generation changed); resyncing"
-                    .into(),
+            _ => Err(StoreError::down(
+                "the Redis dataset is not the one this replica knows (generation changed); resyncing",
             )),
         };
         inner.note(outcome)
@@ -1049,7 +1054,7 @@ impl RolloutStore for RedisStore {
         .await;
         self.inner.record("history", &result);
         match result {
-            Err(StoreError::Unavailable(_)) => self.inner.mirror.lock().await.history_of(key),
+            Err(e) if e.is_outage() => self.inner.mirror.lock().await.history_of(key),
             other => other,
         }
     }
@@ -1084,9 +1089,7 @@ impl RolloutStore for RedisStore {
         .await;
         self.inner.record("audit", &result);
         match result {
-            Err(StoreError::Unavailable(_)) => {
-                Ok(self.inner.mirror.lock().await.audit_page(before, limit))
-            }
+            Err(e) if e.is_outage() => Ok(self.inner.mirror.lock().await.audit_page(before, limit)),
             other => other,
         }
     }
@@ -1124,7 +1127,7 @@ impl RolloutStore for RedisStore {
         .await;
         self.inner.record("enrollments", &result);
         match result {
-            Err(StoreError::Unavailable(_)) => self
+            Err(e) if e.is_outage() => self
                 .inner
                 .mirror
                 .lock()
@@ -1163,9 +1166,8 @@ impl RedisStore {
             "same" => Ok(false),
             "missing" => Err(StoreError::NotFound(key.to_string())),
             _ => inner
-                .note(Err(StoreError::Unavailable(
-                    "the Redis dataset is not the one this replica knows (generation changed); resyncing"
-                        .into(),
+                .note(Err(StoreError::down(
+                    "the Redis dataset is not the one this replica knows (generation changed); resyncing",
                 )))
                 .map(|()| false),
         }

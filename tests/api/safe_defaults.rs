@@ -383,3 +383,51 @@ async fn shape_errors_speak_the_apis_language() {
         assert!(details[0].1.starts_with("limit must be"), "{details:?}");
     }
 }
+
+#[tokio::test]
+async fn the_store_file_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = spawn_app().await;
+    app.create_rollout(json!({"key": "r"})).await;
+    assert_eq!(
+        app.enroll("r", "alice@example.com").await,
+        StatusCode::CREATED
+    );
+    let path = app.dir.path().join("switchyard.json");
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{}", path.display());
+}
+
+#[tokio::test]
+async fn only_decision_series_that_can_happen_are_exported() {
+    let app = spawn_app().await;
+    app.create_rollout(json!({"key": "r"})).await;
+    let samples = app.metrics().await;
+    let series = |flow: &str, reason: &str| {
+        metric(
+            &samples,
+            "switchyard_decisions_total",
+            &[("rollout", "r"), ("flow", flow), ("reason", reason)],
+        )
+    };
+    for (flow, reason) in [
+        ("stytch", "disabled"),
+        ("legacy", "enrolled"),
+        ("legacy", "sticky_cookie"),
+    ] {
+        assert_eq!(series(flow, reason), None, "{flow}/{reason}");
+    }
+    for (flow, reason) in [
+        ("legacy", "disabled"),
+        ("stytch", "enrolled"),
+        ("stytch", "sticky_cookie"),
+        ("stytch", "override_cookie"),
+        ("legacy", "override_cookie"),
+        ("stytch", "rule"),
+        ("legacy", "rule"),
+        ("stytch", "percentage"),
+        ("legacy", "percentage"),
+    ] {
+        assert_eq!(series(flow, reason), Some(0.0), "{flow}/{reason}");
+    }
+}
