@@ -253,9 +253,29 @@ async fn with_redis_down_decisions_continue_unchanged_writes_are_503_and_it_catc
             .unwrap_or(0.0)
             > 0.0
     );
-    // History still answers, from the last-known copy.
+    // Each failed write is counted once, by the store, as the operation that failed (the
+    // PATCH could not read the current version).
+    assert_eq!(
+        metric(&b, "switchyard_store_errors_total{op=\"get\"}").await,
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&b, "switchyard_store_errors_total{op=\"enroll\"}").await,
+        Some(1.0)
+    );
+    for op in ["update", "create"] {
+        let line = format!("switchyard_store_errors_total{{op=\"{op}\"}}");
+        assert!(
+            matches!(metric(&b, &line).await, None | Some(0.0)),
+            "{op} counted besides commit"
+        );
+    }
+    // History still answers, from the last-known copy; that does not make the store up.
     let r = b.get("/v1/rollouts/stytch-login/history", READ_TOKEN).await;
     assert_eq!(r.status(), StatusCode::OK);
+    let r = b.get("/v1/audit", READ_TOKEN).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(metric(&b, "switchyard_store_up ").await, Some(0.0));
 
     // Redis comes back (empty): the replicas reconnect by themselves and restore it.
     redis.restart();
