@@ -14,8 +14,9 @@ use switchyard::startup::Application;
     about = "Decides, per request, Stytch or legacy login"
 )]
 struct Cli {
-    /// A configuration file layered over config/default.toml and config/<env>.toml.
-    #[arg(long, value_name = "FILE")]
+    /// A configuration file layered over config/default.toml and config/<env>.toml
+    /// (before or after the subcommand).
+    #[arg(long, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,

@@ -535,3 +535,25 @@ async fn every_request_has_an_id_and_admin_changes_are_json_log_lines_with_actor
         "{change}"
     );
 }
+
+#[test]
+fn config_is_accepted_before_or_after_the_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("extra.toml"),
+        "[store]\nprefix = \"from-the-file\"\n",
+    )
+    .unwrap();
+    for args in [
+        ["--config", "extra.toml", "check-config"],
+        ["check-config", "--config", "extra.toml"],
+    ] {
+        let out = switchyard(dir.path()).args(args).output().unwrap();
+        let text = output_text(&out);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {text}");
+        assert!(
+            text.contains("prefix = \"from-the-file\""),
+            "{args:?}: {text}"
+        );
+    }
+}
