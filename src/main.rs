@@ -36,24 +36,56 @@ enum Command {
     },
 }
 
-/// A plain HTTP/1.0 GET, so the container image needs no curl.
-fn healthcheck(url: &str) -> ExitCode {
-    use std::io::{Read, Write};
+/// Where a health check goes: `host:port` to connect to, and the path to ask for.
+#[derive(Debug, PartialEq, Eq)]
+struct Target {
+    authority: String,
+    path: String,
+}
+
+/// Reads an `http://host[:port][/path]` URL; without a port, port 80.
+fn parse_target(url: &str) -> Result<Target, String> {
     let Some(rest) = url.strip_prefix("http://") else {
-        eprintln!("switchyard healthcheck: only http:// URLs are supported");
-        return ExitCode::from(2);
+        return Err(if url.starts_with("https://") {
+            "https:// is not supported (no TLS client is built in): check the plain-HTTP address the service binds, e.g. http://127.0.0.1:8080/healthz".into()
+        } else {
+            format!("'{url}' is not an http:// URL")
+        });
     };
     let (host, path) = rest
         .split_once('/')
         .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    if host.is_empty() {
+        return Err(format!("'{url}' names no host"));
+    }
+    // A port follows the last ':' — unless that ':' is inside an IPv6 literal `[…]`.
+    let has_port = host.rsplit_once(':').is_some_and(|(_, p)| !p.contains(']'));
+    let authority = if has_port {
+        host.to_string()
+    } else {
+        format!("{host}:80")
+    };
+    Ok(Target { authority, path })
+}
+
+/// A plain HTTP/1.0 GET, so the container image needs no curl.
+fn healthcheck(url: &str) -> ExitCode {
+    use std::io::{Read, Write};
+    let Target { authority, path } = match parse_target(url) {
+        Ok(target) => target,
+        Err(e) => {
+            eprintln!("switchyard healthcheck: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let attempt = || -> std::io::Result<String> {
-        let addr = std::net::ToSocketAddrs::to_socket_addrs(host)?
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(&authority)?
             .next()
             .ok_or_else(|| std::io::Error::other("no address"))?;
         let mut stream =
             std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2))?;
         stream.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
-        write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n")?;
         let mut response = String::new();
         stream.read_to_string(&mut response)?;
         Ok(response)
@@ -160,5 +192,49 @@ async fn main() -> ExitCode {
             eprintln!("switchyard: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(authority: &str, path: &str) -> Result<Target, String> {
+        Ok(Target {
+            authority: authority.into(),
+            path: path.into(),
+        })
+    }
+
+    #[test]
+    fn a_healthcheck_url_without_a_port_goes_to_port_80() {
+        let cases = [
+            (
+                "http://localhost/healthz",
+                target("localhost:80", "/healthz"),
+            ),
+            ("http://localhost", target("localhost:80", "/")),
+            ("http://[::1]/healthz", target("[::1]:80", "/healthz")),
+            (
+                "http://127.0.0.1:8080/healthz",
+                target("127.0.0.1:8080", "/healthz"),
+            ),
+            (
+                "http://[::1]:8080/healthz",
+                target("[::1]:8080", "/healthz"),
+            ),
+            ("http://switchyard:9000", target("switchyard:9000", "/")),
+        ];
+        for (url, expected) in cases {
+            assert_eq!(parse_target(url), expected, "{url}");
+        }
+    }
+
+    #[test]
+    fn a_healthcheck_url_that_is_not_plain_http_is_refused_with_a_reason() {
+        let e = parse_target("https://localhost/healthz").unwrap_err();
+        assert!(e.contains("https:// is not supported"), "{e}");
+        assert!(parse_target("localhost:8080/healthz").is_err());
+        assert!(parse_target("http:///healthz").is_err());
     }
 }

@@ -557,3 +557,26 @@ fn config_is_accepted_before_or_after_the_subcommand() {
         );
     }
 }
+
+#[test]
+fn healthcheck_exits_0_for_a_running_service_and_refuses_https_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = switchyard(dir.path());
+    cmd.env("SWITCHYARD__SERVER__BIND", "127.0.0.1:0");
+    let (mut child, url) = start(cmd);
+    let healthy = switchyard(dir.path())
+        .args(["healthcheck", "--url", &format!("{url}/healthz")])
+        .output()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(healthy.status.code(), Some(0), "{}", output_text(&healthy));
+
+    let out = switchyard(dir.path())
+        .args(["healthcheck", "--url", "https://localhost/healthz"])
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("https:// is not supported"), "{text}");
+}
