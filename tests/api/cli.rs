@@ -455,16 +455,7 @@ scopes = ["admin", "decide", "enroll", "report", "read"]
 
 /// A tiny blocking GET over a std socket, for tests that run no async runtime.
 fn blocking_get(url: &str) -> String {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest
-        .split_once('/')
-        .map_or((rest, String::from("/")), |(h, p)| (h, format!("/{p}")));
-    let mut stream = std::net::TcpStream::connect(host).unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
-    let mut out = String::new();
-    stream.read_to_string(&mut out).unwrap();
-    out
+    blocking_get_with_token(url, None)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -579,4 +570,90 @@ fn healthcheck_exits_0_for_a_running_service_and_refuses_https_with_a_reason() {
     let text = output_text(&out);
     assert_eq!(out.status.code(), Some(2), "{text}");
     assert!(text.contains("https:// is not supported"), "{text}");
+}
+
+#[test]
+fn list_settings_and_tokens_come_from_json_environment_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = json!([
+        {"name": "from-env-admin", "token": ADMIN, "scopes": ["admin"]},
+        {"name": "from-env-middleware", "token": "middleware-token-0123456789", "scopes": ["decide"]},
+    ])
+    .to_string();
+    let out = switchyard(dir.path())
+        .env(
+            "SWITCHYARD__LEGACY__ISSUERS",
+            r#"["https://legacy.example"]"#,
+        )
+        .env(
+            "SWITCHYARD__STYTCH__ISSUERS",
+            r#"["https://login.example", "https://auth.example"]"#,
+        )
+        .env("SWITCHYARD__TOKENS", &tokens)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(r#"issuers = ["https://legacy.example"]"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"issuers = ["https://login.example", "https://auth.example"]"#),
+        "{text}"
+    );
+    assert!(text.contains("name = \"from-env-middleware\""), "{text}");
+    assert!(!text.contains(ADMIN), "{text}");
+
+    for (variable, value) in [
+        ("SWITCHYARD__LEGACY__ISSUERS", "https://legacy.example"),
+        (
+            "SWITCHYARD__TOKENS",
+            r#"[{"name":"x","token":"half-a-secret"#,
+        ),
+    ] {
+        let out = switchyard(dir.path())
+            .env(variable, value)
+            .arg("check-config")
+            .output()
+            .unwrap();
+        let text = output_text(&out);
+        assert_eq!(out.status.code(), Some(2), "{variable}: {text}");
+        assert!(
+            text.contains(&format!("{variable} is not")) && text.contains("JSON array"),
+            "{variable}: {text}"
+        );
+        assert!(!text.contains("half-a-secret"), "{text}");
+    }
+
+    // A container with no file at all: the tokens and the cookie secret from variables.
+    let mut cmd = switchyard(dir.path());
+    cmd.env("SWITCHYARD__SERVER__BIND", "127.0.0.1:0")
+        .env("SWITCHYARD__COOKIES__SECRET", GOOD_SECRET)
+        .env("SWITCHYARD__TOKENS", &tokens);
+    let (mut child, url) = start(cmd);
+    let rollouts = blocking_get_with_token(&format!("{url}/v1/rollouts"), Some(ADMIN));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(rollouts.starts_with("HTTP/1.0 200"), "{rollouts}");
+    assert!(rollouts.contains("stytch-login"), "{rollouts}");
+    for generated in ["data/admin-token", "data/cookie-secret"] {
+        assert!(!dir.path().join(generated).exists(), "{generated} written");
+    }
+}
+
+/// [`blocking_get`], with a bearer token when one is given.
+fn blocking_get_with_token(url: &str, token: Option<&str>) -> String {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, String::from("/")), |(h, p)| (h, format!("/{p}")));
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n{auth}\r\n").unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).unwrap();
+    out
 }
