@@ -272,7 +272,7 @@ pub struct Problem {
 }
 
 impl Problem {
-    fn error(setting: &str, message: String) -> Problem {
+    pub fn error(setting: &str, message: String) -> Problem {
         Problem {
             severity: Severity::Error,
             setting: setting.to_string(),
@@ -280,7 +280,7 @@ impl Problem {
         }
     }
 
-    fn warning(setting: &str, message: String) -> Problem {
+    pub fn warning(setting: &str, message: String) -> Problem {
         Problem {
             severity: Severity::Warning,
             setting: setting.to_string(),
@@ -317,6 +317,31 @@ fn is_placeholder(value: &str) -> bool {
         || v.chars().all(|c| c == v.chars().next().unwrap_or('x'))
         || v.contains("changeme")
         || v.contains("change-me")
+}
+
+/// Why `token` cannot be an API token (configured or generated), if it cannot.
+pub fn token_problem(token: &str) -> Option<String> {
+    if token.len() < 16 {
+        Some("must be at least 16 characters".into())
+    } else if is_placeholder(token) {
+        Some("a placeholder from the documentation".into())
+    } else {
+        None
+    }
+}
+
+/// Why `secret` cannot be the cookie key (configured or generated), if it cannot.
+pub fn cookie_secret_problem(secret: &str) -> Option<String> {
+    if secret.len() < 32 {
+        Some("must be at least 32 bytes".into())
+    } else if is_placeholder(secret) {
+        Some(
+            "a known default (from the documentation); generate one, e.g. `openssl rand -hex 32`"
+                .into(),
+        )
+    } else {
+        None
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -470,30 +495,20 @@ impl Settings {
             } else if !names.insert(t.name.as_str()) {
                 error(&format!("{at}.name"), format!("'{}' is used twice", t.name));
             }
-            if t.token.expose_secret().len() < 16 {
-                error(
-                    &format!("{at}.token"),
-                    format!("('{}') must be at least 16 characters", t.name),
-                );
-            } else if is_placeholder(t.token.expose_secret()) {
-                error(
-                    &format!("{at}.token"),
-                    format!("('{}') a placeholder from the documentation", t.name),
-                );
+            if let Some(problem) = token_problem(t.token.expose_secret()) {
+                error(&format!("{at}.token"), format!("('{}') {problem}", t.name));
             }
             if t.scopes.is_empty() {
                 error(&format!("{at}.scopes"), format!("('{}') empty", t.name));
             }
         }
-        match &self.cookies.secret {
-            Some(secret) if secret.expose_secret().len() < 32 => {
-                error("cookies.secret", "must be at least 32 bytes".into())
-            }
-            Some(secret) if is_placeholder(secret.expose_secret()) => error(
-                "cookies.secret",
-                "a known default (from the documentation); generate one, e.g. `openssl rand -hex 32`".into(),
-            ),
-            _ => {}
+        if let Some(problem) = self
+            .cookies
+            .secret
+            .as_ref()
+            .and_then(|s| cookie_secret_problem(s.expose_secret()))
+        {
+            error("cookies.secret", problem);
         }
         if self.environment == Environment::Live {
             if self.cookies.secret.is_none() {

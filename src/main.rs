@@ -26,7 +26,8 @@ struct Cli {
 enum Command {
     /// Serve the API (the default).
     Serve,
-    /// Print the effective configuration (secrets redacted) and every problem found.
+    /// Print the effective configuration (secrets redacted) and every problem found, including
+    /// a bind address that cannot be bound and a GeoIP file that cannot be opened.
     /// Exit code: 0 no errors, 1 errors found, 2 the configuration cannot be loaded.
     CheckConfig,
     /// Exit 0 when the service at URL answers its health check (for container HEALTHCHECKs).
@@ -129,8 +130,10 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let problems = settings.problems();
+    let mut problems = settings.problems();
     if let Some(Command::CheckConfig) = &cli.command {
+        problems.extend(switchyard::startup::environment_problems(&settings));
+        problems.sort_by_key(|p| p.severity);
         print!("{}", settings.redacted());
         if problems.is_empty() {
             println!("\n# no problems found");

@@ -657,3 +657,168 @@ fn blocking_get_with_token(url: &str, token: Option<&str>) -> String {
     stream.read_to_string(&mut out).unwrap();
     out
 }
+
+/// Runs a start that must fail; one that starts after all is killed and reported, not awaited.
+fn failed_start(cmd: &mut Command) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("it started: {}", output_text(&out));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// The names of the entries of `dir`, sorted.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_start_that_fails_on_geoip_or_a_taken_port_leaves_nothing_behind() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap().to_string();
+    let cases = [
+        (
+            "missing GeoIP file",
+            vec![
+                ("SWITCHYARD__SERVER__BIND", "127.0.0.1:0".to_string()),
+                ("SWITCHYARD__GEOIP__DATABASE", "missing.mmdb".to_string()),
+            ],
+            "cannot read GeoIP database missing.mmdb".to_string(),
+        ),
+        (
+            "port taken",
+            vec![("SWITCHYARD__SERVER__BIND", taken_addr.clone())],
+            format!("cannot listen on {taken_addr}"),
+        ),
+    ];
+    for (case, vars, message) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let out = failed_start(switchyard(dir.path()).envs(vars));
+        let text = output_text(&out);
+        assert_eq!(out.status.code(), Some(1), "{case}: {text}");
+        assert!(text.contains(&message), "{case}: {text}");
+        assert_eq!(entries(dir.path()), Vec::<String>::new(), "{case}: {text}");
+    }
+
+    // A file that is not a MaxMind database: refused, and still no data folder.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("geo.mmdb"), "not a database").unwrap();
+    let out = failed_start(
+        switchyard(dir.path())
+            .env("SWITCHYARD__SERVER__BIND", "127.0.0.1:0")
+            .env("SWITCHYARD__GEOIP__DATABASE", "geo.mmdb"),
+    );
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("invalid GeoIP database geo.mmdb"), "{text}");
+    assert_eq!(entries(dir.path()), ["geo.mmdb"], "{text}");
+    drop(taken);
+}
+
+#[test]
+fn check_config_reports_a_missing_geoip_file_and_an_address_it_cannot_bind() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            vec![
+                ("SWITCHYARD__SERVER__BIND", "127.0.0.1:0".to_string()),
+                ("SWITCHYARD__GEOIP__DATABASE", "missing.mmdb".to_string()),
+            ],
+            "error: geoip.database: cannot read GeoIP database missing.mmdb".to_string(),
+        ),
+        (
+            vec![("SWITCHYARD__SERVER__BIND", taken_addr.clone())],
+            format!("error: server.bind: cannot listen on {taken_addr}"),
+        ),
+        (
+            // TEST-NET-1: an address of no interface here.
+            vec![("SWITCHYARD__SERVER__BIND", "192.0.2.1:8080".to_string())],
+            "error: server.bind: cannot listen on 192.0.2.1:8080".to_string(),
+        ),
+        (
+            vec![("SWITCHYARD__SERVER__BIND", "localhost-8080".to_string())],
+            "error: server.bind: 'localhost-8080' is not an address".to_string(),
+        ),
+    ];
+    for (vars, message) in cases {
+        let out = switchyard(dir.path())
+            .envs(vars)
+            .arg("check-config")
+            .output()
+            .unwrap();
+        let text = output_text(&out);
+        assert_eq!(out.status.code(), Some(1), "{message}: {text}");
+        assert!(text.contains(&message), "{message}: {text}");
+    }
+    let out = switchyard(dir.path())
+        .env("SWITCHYARD__SERVER__BIND", "127.0.0.1:0")
+        .env(
+            "SWITCHYARD__GEOIP__DATABASE",
+            crate::helpers::repo_path("geoip/GeoIP2-Country-Test.mmdb"),
+        )
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(
+        entries(dir.path()),
+        Vec::<String>::new(),
+        "check-config writes nothing"
+    );
+    drop(taken);
+}
+
+#[test]
+fn a_generated_secret_read_back_from_disk_is_checked_like_a_configured_one() {
+    for (file, rule) in [
+        ("admin-token", "must be at least 16 characters"),
+        ("cookie-secret", "must be at least 32 bytes"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("data")).unwrap();
+        std::fs::write(dir.path().join("data").join(file), "abc\n").unwrap();
+        let out =
+            failed_start(switchyard(dir.path()).env("SWITCHYARD__SERVER__BIND", "127.0.0.1:0"));
+        let text = output_text(&out);
+        assert_eq!(out.status.code(), Some(1), "{file}: {text}");
+        assert!(
+            text.contains(&format!("data/{file}: {rule}")),
+            "{file}: {text}"
+        );
+        assert!(!text.contains("abc"), "the secret is not shown: {text}");
+        assert_eq!(
+            entries(&dir.path().join("data")),
+            [file],
+            "nothing else is written: {text}"
+        );
+
+        let out = switchyard(dir.path())
+            .env("SWITCHYARD__SERVER__BIND", "127.0.0.1:0")
+            .arg("check-config")
+            .output()
+            .unwrap();
+        let text = output_text(&out);
+        assert_eq!(out.status.code(), Some(1), "{file}: {text}");
+        assert!(
+            text.contains(&format!("data/{file}: {rule}")),
+            "{file}: {text}"
+        );
+    }
+}
