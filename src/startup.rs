@@ -268,9 +268,11 @@ impl Application {
             };
 
         let catalog = Arc::new(Catalog::new(metrics.clone()));
-        match store.load().await {
+        // Whether the store held rollouts already; `None`: it could not be asked.
+        let held_rollouts = match store.load().await {
             Ok(loaded) => {
                 metrics.store_up.set(1);
+                let held = !loaded.rollouts.is_empty();
                 for rollout in loaded.rollouts {
                     let key = rollout.key.clone();
                     catalog.install(rollout).map_err(|errors| {
@@ -286,15 +288,17 @@ impl Application {
                 }
                 catalog.mark_ready();
                 metrics.last_sync.set(chrono::Utc::now().timestamp() as f64);
+                Some(held)
             }
             // A shared store that is down, with no last-known copy: start unready and let the
             // follower load the rules when the store is back.
             Err(StoreError::Unavailable(e)) if settings.store.backend == Backend::Redis => {
                 metrics.store_up.set(0);
                 tracing::warn!(error = %e, "store unavailable and no last-known copy: not ready until it is reachable");
+                None
             }
             Err(e) => return Err(e.into()),
-        }
+        };
 
         let files = SecretFiles::of(&settings);
         let cookie_secret = match (&settings.cookies.secret, &files.cookie) {
@@ -314,7 +318,14 @@ impl Application {
                 let path = path
                     .as_deref()
                     .expect("a cookie secret is configured or a file");
-                write_secret_file(path)?
+                let secret = write_secret_file(path)?;
+                if held_rollouts != Some(false) {
+                    tracing::warn!(
+                        path = %path.display(),
+                        "no cookie secret is configured and its file was missing: generated a new one, so every existing sticky and override cookie is now void"
+                    );
+                }
+                secret
             }
         };
         let signer = CookieSigner::new(cookie_secret.expose_secret().as_bytes());

@@ -62,7 +62,13 @@ fn output_text(out: &Output) -> String {
 }
 
 /// Starts the binary and waits for its "listening on" line; returns the child and base URL.
-fn start(mut cmd: Command) -> (Child, String) {
+fn start(cmd: Command) -> (Child, String) {
+    let (child, url, _) = start_logged(cmd);
+    (child, url)
+}
+
+/// [`start`], also returning every line the binary wrote to stdout before it listened.
+fn start_logged(mut cmd: Command) -> (Child, String, Vec<String>) {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -70,14 +76,16 @@ fn start(mut cmd: Command) -> (Child, String) {
         .expect("the binary runs");
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
+    let mut before = Vec::new();
     for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(rest) = line.split("listening on ").nth(1) {
             let url = rest.split_whitespace().next().unwrap().to_string();
             // Keep draining stdout so the child never blocks on a full pipe.
             std::thread::spawn(move || lines.for_each(drop));
-            return (child, url);
+            return (child, url, before);
         }
+        before.push(line);
     }
     let _ = child.kill();
     let _ = child.wait();
@@ -821,4 +829,37 @@ fn a_generated_secret_read_back_from_disk_is_checked_like_a_configured_one() {
             "{file}: {text}"
         );
     }
+}
+
+#[test]
+fn regenerating_a_lost_cookie_secret_warns_that_existing_cookies_are_void() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = || {
+        let mut cmd = switchyard(dir.path());
+        cmd.env("SWITCHYARD__SERVER__BIND", "127.0.0.1:0")
+            .env("NO_COLOR", "1");
+        let (mut child, _, lines) = start_logged(cmd);
+        let _ = child.kill();
+        let _ = child.wait();
+        lines.join("\n")
+    };
+    let first = run();
+    assert!(
+        !first.contains("void"),
+        "a first start has no cookies to void: {first}"
+    );
+    let secret = dir.path().join("data/cookie-secret");
+    let old = std::fs::read_to_string(&secret).unwrap();
+    std::fs::remove_file(&secret).unwrap();
+    let second = run();
+    let warning = second
+        .lines()
+        .find(|l| l.contains("WARN"))
+        .unwrap_or_else(|| panic!("no warning: {second}"));
+    assert!(
+        warning.contains("every existing sticky and override cookie is now void"),
+        "{warning}"
+    );
+    assert!(warning.contains("data/cookie-secret"), "{warning}");
+    assert_ne!(std::fs::read_to_string(&secret).unwrap(), old);
 }
