@@ -91,12 +91,12 @@ fn random_secret() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The rule a secret of one kind obeys: why a value cannot be one, if it cannot.
+type SecretCheck = fn(&str) -> Option<String>;
+
 /// Reads a generated secret back from `path`: `None` when there is none yet (no file, or an
 /// empty one); refused when it fails `check`, the rule a configured secret of its kind obeys.
-fn read_secret_file(
-    path: &Path,
-    check: fn(&str) -> Option<String>,
-) -> Result<Option<SecretString>, StartupError> {
+fn read_secret_file(path: &Path, check: SecretCheck) -> Result<Option<SecretString>, StartupError> {
     match std::fs::read_to_string(path) {
         Ok(text) if text.trim().is_empty() => Ok(None),
         Ok(text) => match check(text.trim()) {
@@ -193,7 +193,7 @@ pub fn environment_problems(settings: &Settings) -> Vec<Problem> {
         found.push(Problem::error("geoip.database", e.to_string()));
     }
     let files = SecretFiles::of(settings);
-    let checks: [(Option<PathBuf>, fn(&str) -> Option<String>); 2] = [
+    let checks: [(Option<PathBuf>, SecretCheck); 2] = [
         (files.cookie, cookie_secret_problem),
         (files.admin_token, token_problem),
     ];
