@@ -182,11 +182,20 @@ fn open_geoip(settings: &Settings) -> Result<GeoIp, StartupError> {
 pub fn environment_problems(settings: &Settings) -> Vec<Problem> {
     let mut found = Vec::new();
     if settings.server.bind.parse::<SocketAddr>().is_ok() {
-        if let Err(e) = bind(settings) {
-            found.push(Problem::error(
-                "server.bind",
-                format!("{e} (is something, perhaps Switchyard itself, already listening?)"),
-            ));
+        match bind(settings) {
+            Ok(_) => {}
+            Err(StartupError::Bind { source, .. })
+                if source.kind() == std::io::ErrorKind::AddrInUse =>
+            {
+                found.push(Problem::error(
+                    "server.bind",
+                    format!(
+                        "cannot listen on {}: {source} (is something, perhaps Switchyard itself, already listening there?)",
+                        settings.server.bind
+                    ),
+                ));
+            }
+            Err(e) => found.push(Problem::error("server.bind", e.to_string())),
         }
     }
     if let Err(e) = open_geoip(settings) {
