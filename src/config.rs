@@ -272,7 +272,7 @@ pub struct Problem {
 }
 
 impl Problem {
-    fn error(setting: &str, message: String) -> Problem {
+    pub fn error(setting: &str, message: String) -> Problem {
         Problem {
             severity: Severity::Error,
             setting: setting.to_string(),
@@ -280,7 +280,7 @@ impl Problem {
         }
     }
 
-    fn warning(setting: &str, message: String) -> Problem {
+    pub fn warning(setting: &str, message: String) -> Problem {
         Problem {
             severity: Severity::Warning,
             setting: setting.to_string(),
@@ -319,6 +319,31 @@ fn is_placeholder(value: &str) -> bool {
         || v.contains("change-me")
 }
 
+/// Why `token` cannot be an API token (configured or generated), if it cannot.
+pub fn token_problem(token: &str) -> Option<String> {
+    if token.len() < 16 {
+        Some("must be at least 16 characters".into())
+    } else if is_placeholder(token) {
+        Some("a placeholder from the documentation".into())
+    } else {
+        None
+    }
+}
+
+/// Why `secret` cannot be the cookie key (configured or generated), if it cannot.
+pub fn cookie_secret_problem(secret: &str) -> Option<String> {
+    if secret.len() < 32 {
+        Some("must be at least 32 bytes".into())
+    } else if is_placeholder(secret) {
+        Some(
+            "a known default (from the documentation); generate one, e.g. `openssl rand -hex 32`"
+                .into(),
+        )
+    } else {
+        None
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("configuration: {0}")]
@@ -329,6 +354,75 @@ pub enum ConfigError {
     EnvFile { path: PathBuf, message: String },
     #[error("configuration: {0}")]
     Invalid(String),
+    #[error(
+        "configuration: {variable} is {reason}; it takes a JSON array, e.g. {variable}='{example}'"
+    )]
+    ListVariable {
+        variable: &'static str,
+        reason: String,
+        example: &'static str,
+    },
+}
+
+/// The settings that are lists, and the variable that sets each one as a JSON array (SPEC §7
+/// names `SWITCHYARD__SECTION__KEY` variables; a list has no other sensible text form).
+const LIST_VARIABLES: [(&str, &[&str], &str); 3] = [
+    (
+        "SWITCHYARD__TOKENS",
+        &["tokens"],
+        r#"[{"name":"middleware","token":"…","scopes":["decide"]}]"#,
+    ),
+    (
+        "SWITCHYARD__STYTCH__ISSUERS",
+        &["stytch", "issuers"],
+        r#"["https://login.example.com"]"#,
+    ),
+    (
+        "SWITCHYARD__LEGACY__ISSUERS",
+        &["legacy", "issuers"],
+        r#"["https://legacy.example.com"]"#,
+    ),
+];
+
+/// The entry of [`LIST_VARIABLES`] for a variable name (any case, as the `config` crate reads
+/// variable names).
+fn list_variable(
+    name: &str,
+) -> Option<&'static (&'static str, &'static [&'static str], &'static str)> {
+    LIST_VARIABLES
+        .iter()
+        .find(|(variable, _, _)| variable.eq_ignore_ascii_case(name))
+}
+
+/// The list variables among `variables`, parsed as JSON arrays, as one nested table.
+fn list_overrides(variables: &[(String, String)]) -> Result<serde_json::Value, ConfigError> {
+    let mut root = serde_json::Map::new();
+    for (name, text) in variables {
+        let Some((variable, path, example)) = list_variable(name) else {
+            continue;
+        };
+        let invalid = |reason: String| ConfigError::ListVariable {
+            variable,
+            reason,
+            example,
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| invalid(format!("not JSON ({e})")))?;
+        if !value.is_array() {
+            return Err(invalid("not a JSON array".into()));
+        }
+        let (last, sections) = path.split_last().expect("a setting has a name");
+        let mut table = &mut root;
+        for section in sections {
+            table = table
+                .entry(section.to_string())
+                .or_insert_with(|| serde_json::json!({}))
+                .as_object_mut()
+                .expect("sections are tables");
+        }
+        table.insert(last.to_string(), value);
+    }
+    Ok(serde_json::Value::Object(root))
 }
 
 impl Settings {
@@ -359,12 +453,20 @@ impl Settings {
         if let Some(file) = &explicit {
             builder = builder.add_source(config::File::from(file.as_path()).required(true));
         }
-        builder = builder.add_source(
-            config::Environment::with_prefix("SWITCHYARD")
-                .prefix_separator("__")
-                .separator("__")
-                .try_parsing(true),
-        );
+        // List settings come from their variables as JSON; the other variables are read as
+        // text by the `config` crate.
+        let (lists, variables): (Vec<_>, Vec<_>) = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .partition(|(k, _)| list_variable(k).is_some());
+        builder = builder
+            .add_source(
+                config::Environment::with_prefix("SWITCHYARD")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true)
+                    .source(Some(variables.into_iter().collect())),
+            )
+            .add_source(config::Config::try_from(&list_overrides(&lists)?)?);
         let mut settings: Settings = builder.build()?.try_deserialize()?;
         settings.environment = environment;
         Ok(settings)
@@ -393,30 +495,20 @@ impl Settings {
             } else if !names.insert(t.name.as_str()) {
                 error(&format!("{at}.name"), format!("'{}' is used twice", t.name));
             }
-            if t.token.expose_secret().len() < 16 {
-                error(
-                    &format!("{at}.token"),
-                    format!("('{}') must be at least 16 characters", t.name),
-                );
-            } else if is_placeholder(t.token.expose_secret()) {
-                error(
-                    &format!("{at}.token"),
-                    format!("('{}') a placeholder from the documentation", t.name),
-                );
+            if let Some(problem) = token_problem(t.token.expose_secret()) {
+                error(&format!("{at}.token"), format!("('{}') {problem}", t.name));
             }
             if t.scopes.is_empty() {
                 error(&format!("{at}.scopes"), format!("('{}') empty", t.name));
             }
         }
-        match &self.cookies.secret {
-            Some(secret) if secret.expose_secret().len() < 32 => {
-                error("cookies.secret", "must be at least 32 bytes".into())
-            }
-            Some(secret) if is_placeholder(secret.expose_secret()) => error(
-                "cookies.secret",
-                "a known default (from the documentation); generate one, e.g. `openssl rand -hex 32`".into(),
-            ),
-            _ => {}
+        if let Some(problem) = self
+            .cookies
+            .secret
+            .as_ref()
+            .and_then(|s| cookie_secret_problem(s.expose_secret()))
+        {
+            error("cookies.secret", problem);
         }
         if self.environment == Environment::Live {
             if self.cookies.secret.is_none() {
@@ -578,5 +670,53 @@ impl Settings {
 
     pub fn has_admin_token(&self) -> bool {
         self.tokens.iter().any(|t| t.scopes.contains(&Scope::Admin))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn list_variables_are_json_arrays_placed_under_their_setting() {
+        let found = list_overrides(&vars(&[
+            ("SWITCHYARD__LEGACY__ISSUERS", r#"["https://a"]"#),
+            (
+                "switchyard__stytch__issuers",
+                r#"["https://b", "https://c"]"#,
+            ),
+            (
+                "SWITCHYARD__TOKENS",
+                r#"[{"name":"m","token":"t","scopes":["decide"]}]"#,
+            ),
+            ("SWITCHYARD__SERVER__BIND", "[not a list variable"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            found,
+            serde_json::json!({
+                "legacy": {"issuers": ["https://a"]},
+                "stytch": {"issuers": ["https://b", "https://c"]},
+                "tokens": [{"name": "m", "token": "t", "scopes": ["decide"]}],
+            })
+        );
+    }
+
+    #[test]
+    fn a_list_variable_that_is_not_a_json_array_is_refused_by_name_without_its_value() {
+        for text in ["https://a", r#"{"name":"m"}"#, r#"[{"token":"sekrit-value"#] {
+            let e = list_overrides(&vars(&[("SWITCHYARD__TOKENS", text)]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("SWITCHYARD__TOKENS is not"), "{e}");
+            assert!(e.contains("JSON array"), "{e}");
+            assert!(!e.contains("sekrit"), "the value is never shown: {e}");
+        }
     }
 }

@@ -1,10 +1,11 @@
-//! Builds the application from settings: store, catalog, GeoIP, cookie secret, tokens, and
-//! the HTTP server on its own listener (port 0 works, so tests run on random ports).
+//! Builds the application from settings: its own listener (port 0 works, so tests run on
+//! random ports), GeoIP, store, catalog, cookie secret, tokens, and the HTTP server. Everything
+//! that can fail is checked before anything is written, so a failed start leaves nothing behind.
 //!
 //! This is the only place that wires components together; it holds no request logic.
 
 use std::io::Write;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +18,9 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::admin::{Admin, AdminError};
 use crate::catalog::Catalog;
-use crate::config::{Backend, Scope, Settings, TokenSettings};
+use crate::config::{
+    cookie_secret_problem, token_problem, Backend, Problem, Scope, Settings, TokenSettings,
+};
 use crate::cookies::CookieSigner;
 use crate::decider::Decider;
 use crate::geo::{GeoError, GeoIp};
@@ -49,6 +52,8 @@ pub enum StartupError {
     },
     #[error("cannot create the default rollout: {0}")]
     DefaultRollout(#[from] AdminError),
+    #[error("{path}: {reason}; remove the file to have a new one generated")]
+    UnusableSecretFile { path: PathBuf, reason: String },
     #[error("{path}: {source}")]
     SecretFile {
         path: PathBuf,
@@ -86,20 +91,35 @@ fn random_secret() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Reads a secret from `path`, or generates one and writes it readable only by its owner.
-fn secret_file(path: &Path) -> Result<SecretString, StartupError> {
+/// The rule a secret of one kind obeys: why a value cannot be one, if it cannot.
+type SecretCheck = fn(&str) -> Option<String>;
+
+/// Reads a generated secret back from `path`: `None` when there is none yet (no file, or an
+/// empty one); refused when it fails `check`, the rule a configured secret of its kind obeys.
+fn read_secret_file(path: &Path, check: SecretCheck) -> Result<Option<SecretString>, StartupError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) if text.trim().is_empty() => Ok(None),
+        Ok(text) => match check(text.trim()) {
+            Some(reason) => Err(StartupError::UnusableSecretFile {
+                path: path.to_path_buf(),
+                reason,
+            }),
+            None => Ok(Some(SecretString::from(text.trim().to_string()))),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StartupError::SecretFile {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Generates a secret and writes it to `path`, readable only by its owner.
+fn write_secret_file(path: &Path) -> Result<SecretString, StartupError> {
     let err = |source| StartupError::SecretFile {
         path: path.to_path_buf(),
         source,
     };
-    match std::fs::read_to_string(path) {
-        Ok(text) if !text.trim().is_empty() => {
-            return Ok(SecretString::from(text.trim().to_string()))
-        }
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(err(e)),
-    }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
@@ -117,6 +137,83 @@ fn secret_file(path: &Path) -> Result<SecretString, StartupError> {
     Ok(SecretString::from(secret))
 }
 
+/// Where the generated secrets live, and which of them this start needs.
+struct SecretFiles {
+    /// `data/cookie-secret`, when no cookie secret is configured.
+    cookie: Option<PathBuf>,
+    /// `data/admin-token`, when no admin token is configured (never in live).
+    admin_token: Option<PathBuf>,
+}
+
+impl SecretFiles {
+    fn of(settings: &Settings) -> SecretFiles {
+        let data_dir = settings.store.data_dir();
+        SecretFiles {
+            cookie: settings
+                .cookies
+                .secret
+                .is_none()
+                .then(|| data_dir.join("cookie-secret")),
+            admin_token: (!settings.has_admin_token()
+                && settings.environment != crate::config::Environment::Live)
+                .then(|| data_dir.join("admin-token")),
+        }
+    }
+}
+
+/// Binds the configured address (before anything else, so a taken port fails a start early).
+fn bind(settings: &Settings) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(&settings.server.bind).map_err(|source| StartupError::Bind {
+        addr: settings.server.bind.clone(),
+        source,
+    })
+}
+
+fn open_geoip(settings: &Settings) -> Result<GeoIp, StartupError> {
+    Ok(match &settings.geoip.database {
+        Some(path) => GeoIp::open(path)?,
+        None => GeoIp::disabled(),
+    })
+}
+
+/// What `check-config` checks beyond the settings themselves, as a start would find it: the
+/// bind address can be bound, the GeoIP database opens, and generated secrets already on
+/// disk pass the checks of configured ones. Writes nothing and keeps nothing open.
+pub fn environment_problems(settings: &Settings) -> Vec<Problem> {
+    let mut found = Vec::new();
+    if settings.server.bind.parse::<SocketAddr>().is_ok() {
+        match bind(settings) {
+            Ok(_) => {}
+            Err(StartupError::Bind { source, .. })
+                if source.kind() == std::io::ErrorKind::AddrInUse =>
+            {
+                found.push(Problem::error(
+                    "server.bind",
+                    format!(
+                        "cannot listen on {}: {source} (is something, perhaps Switchyard itself, already listening there?)",
+                        settings.server.bind
+                    ),
+                ));
+            }
+            Err(e) => found.push(Problem::error("server.bind", e.to_string())),
+        }
+    }
+    if let Err(e) = open_geoip(settings) {
+        found.push(Problem::error("geoip.database", e.to_string()));
+    }
+    let files = SecretFiles::of(settings);
+    let checks: [(Option<PathBuf>, SecretCheck); 2] = [
+        (files.cookie, cookie_secret_problem),
+        (files.admin_token, token_problem),
+    ];
+    for (path, check) in checks {
+        if let Some(Err(e)) = path.map(|p| read_secret_file(&p, check)) {
+            found.push(Problem::error("generated secret", e.to_string()));
+        }
+    }
+    found
+}
+
 /// Keeps `switchyard_store_up` and `switchyard_last_sync_timestamp_seconds` true for the
 /// embedded store: every few seconds, checks that it can still save.
 async fn probe_forever(store: Arc<EmbeddedStore>, metrics: Arc<Metrics>) {
@@ -131,9 +228,17 @@ async fn probe_forever(store: Arc<EmbeddedStore>, metrics: Arc<Metrics>) {
 }
 
 impl Application {
+    /// Builds the application. Everything that can fail — the listener, the GeoIP database,
+    /// the store and its rollouts, generated secrets already on disk — is checked before
+    /// anything is written, so a start that fails leaves no `data/` folder, secret or default
+    /// rollout behind.
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        let listener = bind(&settings)?;
+        let geo = Arc::new(open_geoip(&settings)?);
+
         let metrics = Arc::new(Metrics::new());
         let mut background = Vec::new();
+        let mut embedded = None;
         let (store, store_description): (Arc<dyn RolloutStore>, String) =
             match settings.store.backend {
                 Backend::Embedded => {
@@ -141,7 +246,7 @@ impl Application {
                         EmbeddedStore::open(&settings.store.path)?.with_metrics(metrics.clone()),
                     );
                     let description = format!("embedded, {}", store.path().display());
-                    background.push(tokio::spawn(probe_forever(store.clone(), metrics.clone())));
+                    embedded = Some(store.clone());
                     (store, description)
                 }
                 Backend::Redis => {
@@ -171,9 +276,11 @@ impl Application {
             };
 
         let catalog = Arc::new(Catalog::new(metrics.clone()));
-        match store.load().await {
+        // Whether the store held rollouts already; `None`: it could not be asked.
+        let held_rollouts = match store.load().await {
             Ok(loaded) => {
                 metrics.store_up.set(1);
+                let held = !loaded.rollouts.is_empty();
                 for rollout in loaded.rollouts {
                     let key = rollout.key.clone();
                     catalog.install(rollout).map_err(|errors| {
@@ -189,56 +296,82 @@ impl Application {
                 }
                 catalog.mark_ready();
                 metrics.last_sync.set(chrono::Utc::now().timestamp() as f64);
+                Some(held)
             }
             // A shared store that is down, with no last-known copy: start unready and let the
             // follower load the rules when the store is back.
             Err(e) if e.is_outage() && settings.store.backend == Backend::Redis => {
                 metrics.store_up.set(0);
                 tracing::warn!(error = %e, "store unavailable and no last-known copy: not ready until it is reachable");
+                None
             }
             Err(e) => return Err(e.into()),
-        }
-        background.extend(store.follow(catalog.clone()));
+        };
 
-        let data_dir = settings.store.data_dir();
-        let cookie_secret = match &settings.cookies.secret {
-            Some(secret) => secret.clone(),
-            None => secret_file(&data_dir.join("cookie-secret"))?,
+        let files = SecretFiles::of(&settings);
+        let cookie_secret = match (&settings.cookies.secret, &files.cookie) {
+            (Some(secret), _) => Some(secret.clone()),
+            (None, Some(path)) => read_secret_file(path, cookie_secret_problem)?,
+            (None, None) => None,
+        };
+        let admin_token = match &files.admin_token {
+            Some(path) => read_secret_file(path, token_problem)?,
+            None => None,
+        };
+
+        // Nothing can fail from here on but writing: now the data folder may be created.
+        let cookie_secret = match (cookie_secret, &files.cookie) {
+            (Some(secret), _) => secret,
+            (None, path) => {
+                let path = path
+                    .as_deref()
+                    .expect("a cookie secret is configured or a file");
+                let secret = write_secret_file(path)?;
+                if held_rollouts != Some(false) {
+                    tracing::warn!(
+                        path = %path.display(),
+                        "no cookie secret is configured and its file was missing: generated a new one, so every existing sticky and override cookie is now void"
+                    );
+                }
+                secret
+            }
         };
         let signer = CookieSigner::new(cookie_secret.expose_secret().as_bytes());
+        let mut token_settings = settings.tokens.clone();
+        let generated_admin_token = match &files.admin_token {
+            Some(path) => {
+                let token = match admin_token {
+                    Some(token) => token,
+                    None => write_secret_file(path)?,
+                };
+                token_settings.push(TokenSettings {
+                    name: GENERATED_TOKEN_NAME.into(),
+                    token: token.clone(),
+                    scopes: Scope::ALL.to_vec(),
+                });
+                Some(GeneratedToken {
+                    path: path.clone(),
+                    token,
+                })
+            }
+            None => None,
+        };
+
+        if let Some(embedded) = embedded {
+            background.push(tokio::spawn(probe_forever(embedded, metrics.clone())));
+        }
+        background.extend(store.follow(catalog.clone()));
         let admin = Admin::new(store, catalog.clone(), signer.clone());
         if catalog.is_ready() {
             if let Some(created) = admin.ensure_default_rollout().await? {
                 tracing::info!(rollout = %created.key, "created the default rollout at 0 %");
             }
         }
-
-        let geo = Arc::new(match &settings.geoip.database {
-            Some(path) => GeoIp::open(path)?,
-            None => GeoIp::disabled(),
-        });
         if geo.is_enabled() {
             background.push(geo.clone().spawn_reloader(Duration::from_secs(
                 settings.geoip.reload_interval_seconds.max(1),
             )));
         }
-
-        let mut token_settings = settings.tokens.clone();
-        // Never in live: there an admin token must be configured (see `Settings::problems`).
-        let generated_admin_token = if settings.has_admin_token()
-            || settings.environment == crate::config::Environment::Live
-        {
-            None
-        } else {
-            let path = data_dir.join("admin-token");
-            let token = secret_file(&path)?;
-            token_settings.push(TokenSettings {
-                name: GENERATED_TOKEN_NAME.into(),
-                token: token.clone(),
-                scopes: Scope::ALL.to_vec(),
-            });
-            Some(GeneratedToken { path, token })
-        };
 
         let classifier = Classifier::new(
             settings.stytch.project_id.as_deref(),
@@ -273,11 +406,6 @@ impl Application {
             }));
         }
 
-        let listener =
-            TcpListener::bind(&settings.server.bind).map_err(|source| StartupError::Bind {
-                addr: settings.server.bind.clone(),
-                source,
-            })?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
         let limit = BodyLimit(settings.server.max_body_bytes);
         let app_state = state.clone();

@@ -62,7 +62,13 @@ fn output_text(out: &Output) -> String {
 }
 
 /// Starts the binary and waits for its "listening on" line; returns the child and base URL.
-fn start(mut cmd: Command) -> (Child, String) {
+fn start(cmd: Command) -> (Child, String) {
+    let (child, url, _) = start_logged(cmd);
+    (child, url)
+}
+
+/// [`start`], also returning every line the binary wrote to stdout before it listened.
+fn start_logged(mut cmd: Command) -> (Child, String, Vec<String>) {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -70,14 +76,16 @@ fn start(mut cmd: Command) -> (Child, String) {
         .expect("the binary runs");
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
+    let mut before = Vec::new();
     for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(rest) = line.split("listening on ").nth(1) {
             let url = rest.split_whitespace().next().unwrap().to_string();
             // Keep draining stdout so the child never blocks on a full pipe.
             std::thread::spawn(move || lines.for_each(drop));
-            return (child, url);
+            return (child, url, before);
         }
+        before.push(line);
     }
     let _ = child.kill();
     let _ = child.wait();
@@ -455,16 +463,7 @@ scopes = ["admin", "decide", "enroll", "report", "read"]
 
 /// A tiny blocking GET over a std socket, for tests that run no async runtime.
 fn blocking_get(url: &str) -> String {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest
-        .split_once('/')
-        .map_or((rest, String::from("/")), |(h, p)| (h, format!("/{p}")));
-    let mut stream = std::net::TcpStream::connect(host).unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
-    let mut out = String::new();
-    stream.read_to_string(&mut out).unwrap();
-    out
+    blocking_get_with_token(url, None)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -534,4 +533,333 @@ async fn every_request_has_an_id_and_admin_changes_are_json_log_lines_with_actor
         change["span"]["request_id"], "req-from-the-caller-42",
         "{change}"
     );
+}
+
+#[test]
+fn config_is_accepted_before_or_after_the_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("extra.toml"),
+        "[store]\nprefix = \"from-the-file\"\n",
+    )
+    .unwrap();
+    for args in [
+        ["--config", "extra.toml", "check-config"],
+        ["check-config", "--config", "extra.toml"],
+    ] {
+        let out = switchyard(dir.path()).args(args).output().unwrap();
+        let text = output_text(&out);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {text}");
+        assert!(
+            text.contains("prefix = \"from-the-file\""),
+            "{args:?}: {text}"
+        );
+    }
+}
+
+#[test]
+fn healthcheck_exits_0_for_a_running_service_and_refuses_https_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = switchyard(dir.path());
+    cmd.env("SWITCHYARD__SERVER__BIND", "127.0.0.1:0");
+    let (mut child, url) = start(cmd);
+    let healthy = switchyard(dir.path())
+        .args(["healthcheck", "--url", &format!("{url}/healthz")])
+        .output()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(healthy.status.code(), Some(0), "{}", output_text(&healthy));
+
+    let out = switchyard(dir.path())
+        .args(["healthcheck", "--url", "https://localhost/healthz"])
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("https:// is not supported"), "{text}");
+}
+
+#[test]
+fn list_settings_and_tokens_come_from_json_environment_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = json!([
+        {"name": "from-env-admin", "token": ADMIN, "scopes": ["admin"]},
+        {"name": "from-env-middleware", "token": "middleware-token-0123456789", "scopes": ["decide"]},
+    ])
+    .to_string();
+    let out = switchyard(dir.path())
+        .env(
+            "SWITCHYARD__LEGACY__ISSUERS",
+            r#"["https://legacy.example"]"#,
+        )
+        .env(
+            "SWITCHYARD__STYTCH__ISSUERS",
+            r#"["https://login.example", "https://auth.example"]"#,
+        )
+        .env("SWITCHYARD__TOKENS", &tokens)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(r#"issuers = ["https://legacy.example"]"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"issuers = ["https://login.example", "https://auth.example"]"#),
+        "{text}"
+    );
+    assert!(text.contains("name = \"from-env-middleware\""), "{text}");
+    assert!(!text.contains(ADMIN), "{text}");
+
+    for (variable, value) in [
+        ("SWITCHYARD__LEGACY__ISSUERS", "https://legacy.example"),
+        (
+            "SWITCHYARD__TOKENS",
+            r#"[{"name":"x","token":"half-a-secret"#,
+        ),
+    ] {
+        let out = switchyard(dir.path())
+            .env(variable, value)
+            .arg("check-config")
+            .output()
+            .unwrap();
+        let text = output_text(&out);
+        assert_eq!(out.status.code(), Some(2), "{variable}: {text}");
+        assert!(
+            text.contains(&format!("{variable} is not")) && text.contains("JSON array"),
+            "{variable}: {text}"
+        );
+        assert!(!text.contains("half-a-secret"), "{text}");
+    }
+
+    // A container with no file at all: the tokens and the cookie secret from variables.
+    let mut cmd = switchyard(dir.path());
+    cmd.env("SWITCHYARD__SERVER__BIND", "127.0.0.1:0")
+        .env("SWITCHYARD__COOKIES__SECRET", GOOD_SECRET)
+        .env("SWITCHYARD__TOKENS", &tokens);
+    let (mut child, url) = start(cmd);
+    let rollouts = blocking_get_with_token(&format!("{url}/v1/rollouts"), Some(ADMIN));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(rollouts.starts_with("HTTP/1.0 200"), "{rollouts}");
+    assert!(rollouts.contains("stytch-login"), "{rollouts}");
+    for generated in ["data/admin-token", "data/cookie-secret"] {
+        assert!(!dir.path().join(generated).exists(), "{generated} written");
+    }
+}
+
+/// [`blocking_get`], with a bearer token when one is given.
+fn blocking_get_with_token(url: &str, token: Option<&str>) -> String {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, String::from("/")), |(h, p)| (h, format!("/{p}")));
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n{auth}\r\n").unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// Runs a start that must fail; one that starts after all is killed and reported, not awaited.
+fn failed_start(cmd: &mut Command) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("it started: {}", output_text(&out));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// The names of the entries of `dir`, sorted.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_start_that_fails_on_geoip_or_a_taken_port_leaves_nothing_behind() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap().to_string();
+    let cases = [
+        (
+            "missing GeoIP file",
+            vec![
+                ("SWITCHYARD__SERVER__BIND", "127.0.0.1:0".to_string()),
+                ("SWITCHYARD__GEOIP__DATABASE", "missing.mmdb".to_string()),
+            ],
+            "cannot read GeoIP database missing.mmdb".to_string(),
+        ),
+        (
+            "port taken",
+            vec![("SWITCHYARD__SERVER__BIND", taken_addr.clone())],
+            format!("cannot listen on {taken_addr}"),
+        ),
+    ];
+    for (case, vars, message) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let out = failed_start(switchyard(dir.path()).envs(vars));
+        let text = output_text(&out);
+        assert_eq!(out.status.code(), Some(1), "{case}: {text}");
+        assert!(text.contains(&message), "{case}: {text}");
+        assert_eq!(entries(dir.path()), Vec::<String>::new(), "{case}: {text}");
+    }
+
+    // A file that is not a MaxMind database: refused, and still no data folder.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("geo.mmdb"), "not a database").unwrap();
+    let out = failed_start(
+        switchyard(dir.path())
+            .env("SWITCHYARD__SERVER__BIND", "127.0.0.1:0")
+            .env("SWITCHYARD__GEOIP__DATABASE", "geo.mmdb"),
+    );
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("invalid GeoIP database geo.mmdb"), "{text}");
+    assert_eq!(entries(dir.path()), ["geo.mmdb"], "{text}");
+    drop(taken);
+}
+
+#[test]
+fn check_config_reports_a_missing_geoip_file_and_an_address_it_cannot_bind() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            vec![
+                ("SWITCHYARD__SERVER__BIND", "127.0.0.1:0".to_string()),
+                ("SWITCHYARD__GEOIP__DATABASE", "missing.mmdb".to_string()),
+            ],
+            "error: geoip.database: cannot read GeoIP database missing.mmdb".to_string(),
+        ),
+        (
+            vec![("SWITCHYARD__SERVER__BIND", taken_addr.clone())],
+            format!("error: server.bind: cannot listen on {taken_addr}"),
+        ),
+        (
+            // TEST-NET-1: an address of no interface here.
+            vec![("SWITCHYARD__SERVER__BIND", "192.0.2.1:8080".to_string())],
+            "error: server.bind: cannot listen on 192.0.2.1:8080".to_string(),
+        ),
+        (
+            vec![("SWITCHYARD__SERVER__BIND", "localhost-8080".to_string())],
+            "error: server.bind: 'localhost-8080' is not an address".to_string(),
+        ),
+    ];
+    for (vars, message) in cases {
+        let out = switchyard(dir.path())
+            .envs(vars)
+            .arg("check-config")
+            .output()
+            .unwrap();
+        let text = output_text(&out);
+        assert_eq!(out.status.code(), Some(1), "{message}: {text}");
+        assert!(text.contains(&message), "{message}: {text}");
+    }
+    let out = switchyard(dir.path())
+        .env("SWITCHYARD__SERVER__BIND", "127.0.0.1:0")
+        .env(
+            "SWITCHYARD__GEOIP__DATABASE",
+            crate::helpers::repo_path("geoip/GeoIP2-Country-Test.mmdb"),
+        )
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(
+        entries(dir.path()),
+        Vec::<String>::new(),
+        "check-config writes nothing"
+    );
+    drop(taken);
+}
+
+#[test]
+fn a_generated_secret_read_back_from_disk_is_checked_like_a_configured_one() {
+    for (file, rule) in [
+        ("admin-token", "must be at least 16 characters"),
+        ("cookie-secret", "must be at least 32 bytes"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("data")).unwrap();
+        std::fs::write(dir.path().join("data").join(file), "abc\n").unwrap();
+        let out =
+            failed_start(switchyard(dir.path()).env("SWITCHYARD__SERVER__BIND", "127.0.0.1:0"));
+        let text = output_text(&out);
+        assert_eq!(out.status.code(), Some(1), "{file}: {text}");
+        assert!(
+            text.contains(&format!("data/{file}: {rule}")),
+            "{file}: {text}"
+        );
+        assert!(!text.contains("abc"), "the secret is not shown: {text}");
+        assert_eq!(
+            entries(&dir.path().join("data")),
+            [file],
+            "nothing else is written: {text}"
+        );
+
+        let out = switchyard(dir.path())
+            .env("SWITCHYARD__SERVER__BIND", "127.0.0.1:0")
+            .arg("check-config")
+            .output()
+            .unwrap();
+        let text = output_text(&out);
+        assert_eq!(out.status.code(), Some(1), "{file}: {text}");
+        assert!(
+            text.contains(&format!("data/{file}: {rule}")),
+            "{file}: {text}"
+        );
+    }
+}
+
+#[test]
+fn regenerating_a_lost_cookie_secret_warns_that_existing_cookies_are_void() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = || {
+        let mut cmd = switchyard(dir.path());
+        cmd.env("SWITCHYARD__SERVER__BIND", "127.0.0.1:0")
+            .env("NO_COLOR", "1");
+        let (mut child, _, lines) = start_logged(cmd);
+        let _ = child.kill();
+        let _ = child.wait();
+        lines.join("\n")
+    };
+    let first = run();
+    assert!(
+        !first.contains("void"),
+        "a first start has no cookies to void: {first}"
+    );
+    let secret = dir.path().join("data/cookie-secret");
+    let old = std::fs::read_to_string(&secret).unwrap();
+    std::fs::remove_file(&secret).unwrap();
+    let second = run();
+    let warning = second
+        .lines()
+        .find(|l| l.contains("WARN"))
+        .unwrap_or_else(|| panic!("no warning: {second}"));
+    assert!(
+        warning.contains("every existing sticky and override cookie is now void"),
+        "{warning}"
+    );
+    assert!(warning.contains("data/cookie-secret"), "{warning}");
+    assert_ne!(std::fs::read_to_string(&secret).unwrap(), old);
 }
