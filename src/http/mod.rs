@@ -9,6 +9,7 @@ pub mod enrollments;
 pub mod error;
 pub mod ops;
 pub mod outcomes;
+pub mod path;
 pub mod rollouts;
 
 use std::sync::Arc;
