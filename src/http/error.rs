@@ -2,7 +2,9 @@
 //! `{"error": {"code", "message", "details": [{"field", "message"}]}}`.
 //!
 //! Every failure, including those actix produces itself (bad JSON, wrong content type, body
-//! too large, unknown route), goes through here. Nothing else builds an error response.
+//! too large, unknown route), goes through here. Nothing else builds an error response —
+//! except actix's own bare 408 for a request head not received in time, sent before any of
+//! our code runs.
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
@@ -31,6 +33,8 @@ pub enum ApiError {
         /// The path's methods, as the `Allow` header lists them.
         allow: String,
     },
+    #[error("the request was not received within {0} s (server.request_timeout_seconds)")]
+    RequestTimeout(u64),
     #[error("{0}")]
     AlreadyExists(String),
     #[error("{0}")]
@@ -62,6 +66,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::RequestTimeout(_) => "request_timeout",
             ApiError::AlreadyExists(_) => "already_exists",
             ApiError::PreconditionFailed(_) => "precondition_failed",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
@@ -111,6 +116,7 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::AlreadyExists(_) => StatusCode::CONFLICT,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -145,6 +151,10 @@ impl ResponseError for ApiError {
             }
             ApiError::MethodNotAllowed { allow, .. } => {
                 response.insert_header((header::ALLOW, allow.as_str()));
+            }
+            // The rest of the body may never come: the connection is not reused.
+            ApiError::RequestTimeout(_) => {
+                response.force_close();
             }
             _ => {}
         }

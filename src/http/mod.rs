@@ -14,7 +14,7 @@ pub mod rollouts;
 
 use std::sync::Arc;
 
-use actix_web::body::MessageBody;
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::Method;
@@ -242,10 +242,11 @@ fn is_hot(req: &ServiceRequest) -> bool {
 /// Gives every request an id (from `X-Request-Id`, or made) that the response echoes and that
 /// every log line of an admin request carries, and counts every answer in
 /// `switchyard_http_requests_total{route,status}` — the route is the matched pattern, never the
-/// raw path (which may hold user keys).
+/// raw path (which may hold user keys). A chunked body is held until the answer is written,
+/// so that an unfinished one ends its connection ([`body::HeldPayload`]).
 pub async fn observe_requests(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     use tracing::Instrument;
     let metrics = req
@@ -258,6 +259,7 @@ pub async fn observe_requests(
     } else {
         tracing::info_span!("request", request_id = id_text, method = %req.method())
     };
+    let held = body::HeldPayload::of_chunked(&mut req);
     let mut response = next.call(req).instrument(span.clone()).await?;
     let route = response.request().match_name().unwrap_or("unmatched");
     let status = response.status();
@@ -268,5 +270,10 @@ pub async fn observe_requests(
     response
         .headers_mut()
         .insert(HeaderName::from_static(REQUEST_ID), id);
-    Ok(response)
+    Ok(match held {
+        None => response.map_into_left_body(),
+        Some(held) => response.map_body(|_, body| {
+            EitherBody::right(BoxBody::new(held.until_written(BoxBody::new(body))))
+        }),
+    })
 }
