@@ -103,6 +103,8 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     /// HTTP worker threads; unset: one per core.
     pub workers: Option<usize>,
+    /// The time a client has to send a whole request, head and body (else 408).
+    pub request_timeout_seconds: u64,
 }
 
 impl Default for ServerSettings {
@@ -111,6 +113,7 @@ impl Default for ServerSettings {
             bind: "127.0.0.1:8080".into(),
             max_body_bytes: 65536,
             workers: None,
+            request_timeout_seconds: 10,
         }
     }
 }
@@ -487,6 +490,12 @@ impl Settings {
         if self.server.max_body_bytes < 256 {
             error("server.max_body_bytes", "must be at least 256".into());
         }
+        if self.server.request_timeout_seconds == 0 {
+            error(
+                "server.request_timeout_seconds",
+                "must be at least 1".into(),
+            );
+        }
         let mut names = std::collections::HashSet::new();
         for (i, t) in self.tokens.iter().enumerate() {
             let at = format!("tokens[{i}]");
@@ -590,12 +599,13 @@ impl Settings {
         let _ = writeln!(out, "# SWITCHYARD_ENV = {}", self.environment.as_str());
         let _ = writeln!(
             out,
-            "[server]\nbind = {:?}\nmax_body_bytes = {}\nworkers = {}",
+            "[server]\nbind = {:?}\nmax_body_bytes = {}\nworkers = {}\nrequest_timeout_seconds = {}",
             self.server.bind,
             self.server.max_body_bytes,
             self.server
                 .workers
-                .map_or("(one per core)".into(), |w| w.to_string())
+                .map_or("(one per core)".into(), |w| w.to_string()),
+            self.server.request_timeout_seconds
         );
         let _ = writeln!(
             out,
@@ -718,5 +728,17 @@ mod tests {
             assert!(e.contains("JSON array"), "{e}");
             assert!(!e.contains("sekrit"), "the value is never shown: {e}");
         }
+    }
+
+    #[test]
+    fn a_request_has_ten_seconds_by_default_and_zero_is_refused() {
+        let mut settings = Settings::default();
+        assert_eq!(settings.server.request_timeout_seconds, 10);
+        assert!(settings.problems().is_empty(), "{:?}", settings.problems());
+        settings.server.request_timeout_seconds = 0;
+        assert!(settings
+            .problems()
+            .iter()
+            .any(|p| p.setting == "server.request_timeout_seconds"));
     }
 }

@@ -25,7 +25,7 @@ use crate::cookies::CookieSigner;
 use crate::decider::Decider;
 use crate::geo::{GeoError, GeoIp};
 use crate::http::auth::Tokens;
-use crate::http::body::BodyLimit;
+use crate::http::body::{BodyLimit, RequestTimeout};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::rules::ValidationErrors;
@@ -408,14 +408,18 @@ impl Application {
 
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
         let limit = BodyLimit(settings.server.max_body_bytes);
+        // actix bounds the head (408, closed); `http::body` bounds the body.
+        let request_timeout = Duration::from_secs(settings.server.request_timeout_seconds.max(1));
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
                 .app_data(limit)
+                .app_data(RequestTimeout(request_timeout))
                 .wrap(from_fn(http::observe_requests))
                 .configure(http::configure)
         })
+        .client_request_timeout(request_timeout)
         .listen(listener)
         .map_err(|source| StartupError::Bind {
             addr: settings.server.bind.clone(),

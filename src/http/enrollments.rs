@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::{Authorized, EnrollScope};
 use super::error::ApiError;
+use super::path::Path;
 use super::query::Query;
 use super::AppState;
 
@@ -19,7 +20,7 @@ struct Enrollment<'a> {
 pub async fn put(
     _: Authorized<EnrollScope>,
     state: web::Data<AppState>,
-    path: web::Path<(String, String)>,
+    path: Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (key, user_key) = path.into_inner();
     let added = state.admin.enroll(&key, &user_key).await?;
@@ -38,7 +39,7 @@ pub async fn put(
 pub async fn delete(
     _: Authorized<EnrollScope>,
     state: web::Data<AppState>,
-    path: web::Path<(String, String)>,
+    path: Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (key, user_key) = path.into_inner();
     state.admin.unenroll(&key, &user_key).await?;
@@ -69,7 +70,7 @@ struct Page<'a> {
 pub async fn list(
     _: Authorized<EnrollScope>,
     state: web::Data<AppState>,
-    key: web::Path<String>,
+    key: Path<String>,
     query: Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     if !(1..=1000).contains(&query.limit) {

@@ -2,7 +2,9 @@
 //! `{"error": {"code", "message", "details": [{"field", "message"}]}}`.
 //!
 //! Every failure, including those actix produces itself (bad JSON, wrong content type, body
-//! too large, unknown route), goes through here. Nothing else builds an error response.
+//! too large, unknown route), goes through here. Nothing else builds an error response —
+//! except actix's own bare 408 for a request head not received in time, sent before any of
+//! our code runs.
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
@@ -25,8 +27,14 @@ pub enum ApiError {
     Forbidden(&'static str),
     #[error("{0}")]
     NotFound(String),
-    #[error("method {0} is not allowed on this path")]
-    MethodNotAllowed(String),
+    #[error("method {method} is not allowed on this path (allowed: {allow})")]
+    MethodNotAllowed {
+        method: String,
+        /// The path's methods, as the `Allow` header lists them.
+        allow: String,
+    },
+    #[error("the request was not received within {0} s (server.request_timeout_seconds)")]
+    RequestTimeout(u64),
     #[error("{0}")]
     AlreadyExists(String),
     #[error("{0}")]
@@ -57,7 +65,8 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
-            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::RequestTimeout(_) => "request_timeout",
             ApiError::AlreadyExists(_) => "already_exists",
             ApiError::PreconditionFailed(_) => "precondition_failed",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
@@ -106,7 +115,8 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::AlreadyExists(_) => StatusCode::CONFLICT,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -134,8 +144,19 @@ impl ResponseError for ApiError {
             },
         };
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, ApiError::Unauthorized) {
-            response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+        match self {
+            ApiError::Unauthorized => {
+                response
+                    .insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+            }
+            ApiError::MethodNotAllowed { allow, .. } => {
+                response.insert_header((header::ALLOW, allow.as_str()));
+            }
+            // The rest of the body may never come: the connection is not reused.
+            ApiError::RequestTimeout(_) => {
+                response.force_close();
+            }
+            _ => {}
         }
         response.json(body)
     }

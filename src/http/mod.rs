@@ -9,16 +9,20 @@ pub mod enrollments;
 pub mod error;
 pub mod ops;
 pub mod outcomes;
+pub mod path;
 pub mod query;
 pub mod rollouts;
 
 use std::sync::Arc;
 
-use actix_web::body::MessageBody;
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
-use actix_web::{web, HttpRequest, HttpResponse, Route};
+use actix_web::{
+    guard, web, FromRequest, Handler, HttpRequest, HttpResponse, Resource, Responder, Route,
+};
 
 use crate::admin::Admin;
 use crate::catalog::Catalog;
@@ -39,29 +43,80 @@ pub struct AppState {
 }
 
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound(format!(
-        "no route for {} {}",
-        req.method(),
-        req.path()
-    )))
+    let path = req.path();
+    let mut message = format!("no route for {} {path}", req.method());
+    // A trailing slash is not served: say which path is (SPEC §4 has none with one).
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.len() < path.len() && req.resource_map().has_resource(trimmed) {
+        message.push_str(&format!("; did you mean {trimmed}?"));
+    }
+    Err(ApiError::NotFound(message))
 }
 
-async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed(req.method().to_string()))
+/// The methods of one path as the `Allow` header lists them: its own, HEAD beside GET, and
+/// OPTIONS.
+fn allow_header(methods: &[Method]) -> String {
+    let mut allow: Vec<&str> = Vec::with_capacity(methods.len() + 2);
+    for method in methods {
+        allow.push(method.as_str());
+        if method == Method::GET {
+            allow.push(Method::HEAD.as_str());
+        }
+    }
+    allow.push(Method::OPTIONS.as_str());
+    allow.join(", ")
 }
 
-/// A resource whose route label (for metrics) is its pattern, answering 405 for other methods.
-fn resource(pattern: &'static str, routes: Vec<Route>) -> actix_web::Resource {
+/// One method of a path and its handler, for [`resource`]. A GET handler answers HEAD too
+/// (actix sends a HEAD answer's status and headers without the body).
+fn on<F, Args>(method: Method, handler: F) -> (Method, Route)
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    let route = if method == Method::GET {
+        web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
+    } else {
+        web::route().method(method.clone())
+    };
+    (method, route.to(handler))
+}
+
+/// A path of the routing table with its methods: the one place that knows them. OPTIONS
+/// answers 204 with `Allow`; any other method is 405 with the same `Allow`. The route label
+/// (for metrics) is the pattern.
+fn resource<const N: usize>(pattern: &'static str, routes: [(Method, Route); N]) -> Resource {
+    let methods: Vec<Method> = routes.iter().map(|(m, _)| m.clone()).collect();
+    let allow = allow_header(&methods);
+    let options = {
+        let allow = allow.clone();
+        web::route().method(Method::OPTIONS).to(move || {
+            let response = HttpResponse::NoContent()
+                .insert_header((header::ALLOW, allow.clone()))
+                .finish();
+            async move { response }
+        })
+    };
+    let not_allowed = web::to(move |req: HttpRequest| {
+        let error = ApiError::MethodNotAllowed {
+            method: req.method().to_string(),
+            allow: allow.clone(),
+        };
+        async move { Err::<HttpResponse, _>(error) }
+    });
     routes.into_iter().fold(
         web::resource(pattern)
             .name(pattern)
-            .default_service(web::to(method_not_allowed)),
-        |r, route| r.route(route),
+            .route(options)
+            .default_service(not_allowed),
+        |r, (_, route)| r.route(route),
     )
 }
 
 /// The routing table of SPEC §4.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    use Method as M;
     cfg.app_data(
         web::QueryConfig::default()
             .error_handler(|err, _| ApiError::invalid("query", err.to_string()).into()),
@@ -70,55 +125,49 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::PathConfig::default()
             .error_handler(|err, _| ApiError::invalid("path", err.to_string()).into()),
     )
-    .service(resource("/v1/decide", vec![web::post().to(decide::decide)]))
+    .service(resource("/v1/decide", [on(M::POST, decide::decide)]))
     .service(resource(
         "/v1/rollouts",
-        vec![
-            web::get().to(rollouts::list),
-            web::post().to(rollouts::create),
-        ],
+        [on(M::GET, rollouts::list), on(M::POST, rollouts::create)],
     ))
     .service(resource(
         "/v1/rollouts/{key}",
-        vec![
-            web::get().to(rollouts::get),
-            web::put().to(rollouts::replace),
-            web::patch().to(rollouts::patch),
-            web::delete().to(rollouts::delete),
+        [
+            on(M::GET, rollouts::get),
+            on(M::PUT, rollouts::replace),
+            on(M::PATCH, rollouts::patch),
+            on(M::DELETE, rollouts::delete),
         ],
     ))
     .service(resource(
         "/v1/rollouts/{key}/history",
-        vec![web::get().to(rollouts::history)],
+        [on(M::GET, rollouts::history)],
     ))
     .service(resource(
         "/v1/rollouts/{key}/rollback",
-        vec![web::post().to(rollouts::rollback)],
+        [on(M::POST, rollouts::rollback)],
     ))
     .service(resource(
         "/v1/rollouts/{key}/override-cookies",
-        vec![web::post().to(rollouts::override_cookie)],
+        [on(M::POST, rollouts::override_cookie)],
     ))
     .service(resource(
         "/v1/rollouts/{key}/enrollments",
-        vec![web::get().to(enrollments::list)],
+        [on(M::GET, enrollments::list)],
     ))
     .service(resource(
         "/v1/rollouts/{key}/enrollments/{user_key}",
-        vec![
-            web::put().to(enrollments::put),
-            web::delete().to(enrollments::delete),
+        [
+            on(M::PUT, enrollments::put),
+            on(M::DELETE, enrollments::delete),
         ],
     ))
-    .service(resource("/v1/audit", vec![web::get().to(rollouts::audit)]))
-    .service(resource(
-        "/v1/outcomes",
-        vec![web::post().to(outcomes::report)],
-    ))
-    .service(resource("/healthz", vec![web::get().to(ops::healthz)]))
-    .service(resource("/readyz", vec![web::get().to(ops::readyz)]))
-    .service(resource("/metrics", vec![web::get().to(ops::metrics)]))
-    .service(resource("/openapi.json", vec![web::get().to(ops::openapi)]))
+    .service(resource("/v1/audit", [on(M::GET, rollouts::audit)]))
+    .service(resource("/v1/outcomes", [on(M::POST, outcomes::report)]))
+    .service(resource("/healthz", [on(M::GET, ops::healthz)]))
+    .service(resource("/readyz", [on(M::GET, ops::readyz)]))
+    .service(resource("/metrics", [on(M::GET, ops::metrics)]))
+    .service(resource("/openapi.json", [on(M::GET, ops::openapi)]))
     .default_service(web::to(not_found));
 }
 
@@ -194,10 +243,11 @@ fn is_hot(req: &ServiceRequest) -> bool {
 /// Gives every request an id (from `X-Request-Id`, or made) that the response echoes and that
 /// every log line of an admin request carries, and counts every answer in
 /// `switchyard_http_requests_total{route,status}` — the route is the matched pattern, never the
-/// raw path (which may hold user keys).
+/// raw path (which may hold user keys). A chunked body is held until the answer is written,
+/// so that an unfinished one ends its connection ([`body::HeldPayload`]).
 pub async fn observe_requests(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     use tracing::Instrument;
     let metrics = req
@@ -210,6 +260,7 @@ pub async fn observe_requests(
     } else {
         tracing::info_span!("request", request_id = id_text, method = %req.method())
     };
+    let held = body::HeldPayload::of_chunked(&mut req);
     let mut response = next.call(req).instrument(span.clone()).await?;
     let route = response.request().match_name().unwrap_or("unmatched");
     let status = response.status();
@@ -220,5 +271,10 @@ pub async fn observe_requests(
     response
         .headers_mut()
         .insert(HeaderName::from_static(REQUEST_ID), id);
-    Ok(response)
+    Ok(match held {
+        None => response.map_into_left_body(),
+        Some(held) => response.map_body(|_, body| {
+            EitherBody::right(BoxBody::new(held.until_written(BoxBody::new(body))))
+        }),
+    })
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::{AdminScope, Authorized, ReadScope};
 use super::body::{Json, JsonBytes};
 use super::error::ApiError;
+use super::path::Path;
 use super::query::Query;
 use super::AppState;
 use crate::admin::Precondition;
@@ -79,7 +80,7 @@ pub async fn create(
 pub async fn get(
     _: Authorized<ReadScope>,
     state: web::Data<AppState>,
-    key: web::Path<String>,
+    key: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let rollout = state.admin.get(&key)?;
     Ok(with_etag(HttpResponse::Ok(), &rollout))
@@ -89,7 +90,7 @@ pub async fn replace(
     caller: Authorized<AdminScope>,
     req: HttpRequest,
     state: web::Data<AppState>,
-    key: web::Path<String>,
+    key: Path<String>,
     Json(draft): Json<RolloutDraft>,
 ) -> Result<HttpResponse, ApiError> {
     let rollout = state
@@ -103,7 +104,7 @@ pub async fn patch(
     caller: Authorized<AdminScope>,
     req: HttpRequest,
     state: web::Data<AppState>,
-    key: web::Path<String>,
+    key: Path<String>,
     body: JsonBytes,
 ) -> Result<HttpResponse, ApiError> {
     let patch: serde_json::Value = super::body::parse(&body.0)?;
@@ -118,7 +119,7 @@ pub async fn delete(
     caller: Authorized<AdminScope>,
     req: HttpRequest,
     state: web::Data<AppState>,
-    key: web::Path<String>,
+    key: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     state
         .admin
@@ -136,7 +137,7 @@ struct HistoryList {
 pub async fn history(
     _: Authorized<ReadScope>,
     state: web::Data<AppState>,
-    key: web::Path<String>,
+    key: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let history = state.admin.history(&key).await?;
     Ok(HttpResponse::Ok().json(HistoryList {
@@ -156,7 +157,7 @@ pub async fn rollback(
     caller: Authorized<AdminScope>,
     req: HttpRequest,
     state: web::Data<AppState>,
-    key: web::Path<String>,
+    key: Path<String>,
     Json(body): Json<RollbackRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let rollout = state
@@ -193,7 +194,7 @@ struct OverrideResponse<'a> {
 pub async fn override_cookie(
     _: Authorized<AdminScope>,
     state: web::Data<AppState>,
-    key: web::Path<String>,
+    key: Path<String>,
     Json(body): Json<OverrideRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let cookie = state

@@ -6,6 +6,7 @@ mod errors;
 mod evaluation;
 mod geoip;
 mod helpers;
+mod http_edges;
 mod metrics;
 mod middleware_example;
 mod persistence;
