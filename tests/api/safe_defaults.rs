@@ -58,28 +58,23 @@ async fn a_rollout_created_with_nothing_but_its_key_gets_its_own_cookie_name() {
 async fn a_put_without_sticky_keeps_the_cookie_name_and_clashes_with_nobody() {
     let app = spawn_app().await;
     app.create_rollout(json!({"key": "mobile"})).await;
-    let put = send_json(
-        &app,
-        Method::PUT,
-        "/v1/rollouts/mobile",
-        json!({"percentage": 5}),
-    )
-    .await;
-    assert_eq!(put.status(), StatusCode::OK);
-    let put: Value = put.json().await.unwrap();
-    assert_eq!(put["sticky"]["cookie_name"], "sy_mobile");
-    assert_eq!(put["percentage"], 5.0);
-    // And the default rollout, PUT without sticky, keeps its own.
-    let put = send_json(
-        &app,
-        Method::PUT,
-        "/v1/rollouts/stytch-login",
-        json!({"percentage": 1}),
-    )
-    .await;
-    assert_eq!(put.status(), StatusCode::OK);
-    let put: Value = put.json().await.unwrap();
-    assert_eq!(put["sticky"]["cookie_name"], "sy_flow");
+    // The default rollout, PUT without sticky, keeps its own name too.
+    for (key, cookie, percentage) in [
+        ("mobile", "sy_mobile", 5.0),
+        ("stytch-login", "sy_flow", 1.0),
+    ] {
+        let put = send_json(
+            &app,
+            Method::PUT,
+            &format!("/v1/rollouts/{key}"),
+            json!({ "percentage": percentage }),
+        )
+        .await;
+        assert_eq!(put.status(), StatusCode::OK);
+        let put: Value = put.json().await.unwrap();
+        assert_eq!(put["sticky"]["cookie_name"], cookie);
+        assert_eq!(put["percentage"], percentage);
+    }
 }
 
 #[tokio::test]
