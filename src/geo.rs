@@ -14,6 +14,7 @@
 //! database aliases them to its IPv4 tree.
 
 pub use crate::rules::country::continent_of;
+use crate::rules::country::two_letter_code as country_code;
 #[cfg(test)]
 use crate::rules::country::CONTINENTS;
 use std::fmt;
@@ -226,15 +227,6 @@ pub fn locate(geo: &GeoIp, ip: Option<IpAddr>, caller_country: Option<&str>) -> 
         } else {
             [None; 3]
         },
-    }
-}
-
-/// A 2-letter ASCII country code, upper-cased.
-fn country_code(text: &str) -> Option<Code> {
-    if text.len() == 2 && text.bytes().all(|b| b.is_ascii_alphabetic()) {
-        Code::new(text)
-    } else {
-        None
     }
 }
 

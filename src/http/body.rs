@@ -163,17 +163,7 @@ fn shape_error(path: &str, error: serde_json::Error) -> ApiError {
             ApiError::MalformedJson(error.to_string())
         }
         Category::Data => {
-            let message = error.to_string();
-            // `missing field `x`` is reported at the parent; name the field itself.
-            let field = match message
-                .strip_prefix("missing field `")
-                .and_then(|m| m.split('`').next())
-            {
-                Some(name) if path == "." => name.to_string(),
-                Some(name) => format!("{path}.{name}"),
-                None if path == "." => "body".to_string(),
-                None => path.to_string(),
-            };
+            let field = crate::rules::wording::field_of(path, &error, "body");
             let message = crate::rules::wording::explain(&field, &error);
             ApiError::invalid(field, message)
         }

@@ -148,7 +148,7 @@ pub async fn decide(
     };
     let country = request.country.as_deref().filter(|c| !c.is_empty());
     if let Some(c) = country {
-        if c.len() != 2 || !c.bytes().all(|b| b.is_ascii_alphabetic()) {
+        if crate::rules::country::two_letter_code(c).is_none() {
             return Err(ApiError::invalid(
                 "country",
                 format!("invalid country '{c}': expected an ISO 3166-1 alpha-2 code"),

@@ -118,10 +118,6 @@ fn resource<const N: usize>(pattern: &'static str, routes: [(Method, Route); N])
 pub fn configure(cfg: &mut web::ServiceConfig) {
     use Method as M;
     cfg.app_data(
-        web::QueryConfig::default()
-            .error_handler(|err, _| ApiError::invalid("query", err.to_string()).into()),
-    )
-    .app_data(
         web::PathConfig::default()
             .error_handler(|err, _| ApiError::invalid("path", err.to_string()).into()),
     )

@@ -26,15 +26,7 @@ pub fn parse<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let message = inner.to_string();
-        let field = match message
-            .strip_prefix("missing field `")
-            .and_then(|m| m.split('`').next())
-        {
-            Some(name) => name.to_string(),
-            None if path == "." => "query".to_string(),
-            None => path,
-        };
+        let field = crate::rules::wording::field_of(&path, &inner, "query");
         let words = crate::rules::wording::explain(&field, &inner);
         ApiError::invalid(field, words)
     })

@@ -93,6 +93,17 @@ const HINTS: [(&str, &str); 6] = [
     ("UN", "UN is not a country"),
 ];
 
+/// Any two ASCII letters, upper-cased: a country as a GeoIP record or a caller states it
+/// (`XK`, or a CDN's `XX`, included). Such a code that is not assigned matches no rule, since
+/// rules hold only assigned ones ([`parse_country`]).
+pub fn two_letter_code(text: &str) -> Option<Code> {
+    if text.len() == 2 && text.bytes().all(|b| b.is_ascii_alphabetic()) {
+        Code::new(text)
+    } else {
+        None
+    }
+}
+
 /// Whether `code` (upper case) is an assigned ISO 3166-1 alpha-2 code.
 pub fn is_assigned(code: &str) -> bool {
     !NOT_ISO.contains(&code) && continent_of(code).is_some()

@@ -55,6 +55,22 @@ fn plain(expected: &str) -> String {
     words.replace('`', "'")
 }
 
+/// The field a deserialization error at `path` is about: serde reports a missing member at
+/// its parent (`.` for the whole document), so the member's own name is added; `whole` names
+/// the whole document (`body`, `query`).
+pub fn field_of(path: &str, error: &impl std::fmt::Display, whole: &str) -> String {
+    let message = error.to_string();
+    match message
+        .strip_prefix("missing field `")
+        .and_then(|m| m.split('`').next())
+    {
+        Some(name) if path == "." => name.to_string(),
+        Some(name) => format!("{path}.{name}"),
+        None if path == "." => whole.to_string(),
+        None => path.to_string(),
+    }
+}
+
 /// The sentence for `error`, a deserialization error about the member at `path` (`body` for
 /// the whole document).
 pub fn explain(path: &str, error: &impl std::fmt::Display) -> String {

@@ -178,7 +178,7 @@ impl Dataset {
                 })
             }
         };
-        let data: Dataset =
+        let mut data: Dataset =
             serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt {
                 path: path.display().to_string(),
                 source,
@@ -192,7 +192,6 @@ impl Dataset {
                 )),
             });
         }
-        let mut data = data;
         data.recall_retired_epochs();
         Ok(Some(data))
     }

@@ -11,6 +11,11 @@ async fn send_json(app: &TestApp, method: Method, path: &str, body: Value) -> re
     app.send(method, path, Some(ADMIN_TOKEN), Some(&body)).await
 }
 
+async fn rollback_r(app: &TestApp, version: Value) -> reqwest::Response {
+    let body = json!({ "version": version });
+    send_json(app, Method::POST, "/v1/rollouts/r/rollback", body).await
+}
+
 /// The `details` of a 422, as (field, message) pairs.
 async fn invalid(response: reqwest::Response) -> Vec<(String, String)> {
     let body = assert_error(
@@ -149,13 +154,7 @@ async fn the_epoch_never_goes_down() {
         assert!(details[0].1.contains("epoch 2"), "{details:?}");
     }
     // A rollback to version 1 brings back its percentage, not its epoch.
-    let rolled = send_json(
-        &app,
-        Method::POST,
-        "/v1/rollouts/r/rollback",
-        json!({"version": 1}),
-    )
-    .await;
+    let rolled = rollback_r(&app, json!(1)).await;
     assert_eq!(rolled.status(), StatusCode::OK);
     let rolled: Value = rolled.json().await.unwrap();
     assert_eq!(rolled["percentage"], 100.0);
@@ -351,13 +350,7 @@ async fn shape_errors_speak_the_apis_language() {
         .await;
     assert_eq!(r["epoch"], 3);
     assert_eq!(r["sticky"]["max_age_seconds"], 60);
-    let rolled = send_json(
-        &app,
-        Method::POST,
-        "/v1/rollouts/r/rollback",
-        json!({"version": 1.0}),
-    )
-    .await;
+    let rolled = rollback_r(&app, json!(1.0)).await;
     assert_eq!(rolled.status(), StatusCode::OK);
     let minted = send_json(
         &app,
