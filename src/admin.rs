@@ -52,8 +52,9 @@ pub enum AdminError {
         key: String,
         last: crate::store::Retired,
     },
-    #[error("{0}")]
-    Unavailable(#[source] StoreError),
+    /// The store could not do it (its message, and its source for the error chain).
+    #[error(transparent)]
+    Unavailable(StoreError),
 }
 
 /// `If-Match` as the admin layer sees it.
