@@ -5,6 +5,9 @@
   gen.py create URL TOKEN FILE        POST FILE to URL/v1/rollouts (201 expected)
   gen.py mint URL TOKEN N ROLLOUT     N valid sticky cookie values, minted by the service itself
   gen.py bodies COOKIES N ROLLOUT     N varied decide request bodies, one JSON per line
+  gen.py first-visits N ROLLOUT       N first-visit bodies: no cookie, N distinct client addresses
+  gen.py replay URL TOKEN FILE N      POST N bodies of FILE (cycling) to URL/v1/decide, one after
+                                      another on one keep-alive connection; any non-200 fails
   gen.py rollouts URL TOKEN N         create N rollouts, each with a few rules and its own cookie
   gen.py enroll STORE ROLLOUT N       add N enrollments to ROLLOUT in an embedded store file
   gen.py freeport                     a free TCP port on 127.0.0.1
@@ -134,6 +137,72 @@ def bodies(cookies_path, n, key, cookie_name="sy_bench"):
         print(json.dumps(body, separators=(",", ":")))
 
 
+# Networks with records in the GeoIP test database (bench/load.sh uses GeoIP2-City-Test.mmdb):
+# GB, US-WA, SE, CN, BT, PH. A random host in them is a distinct address with a real answer.
+GEO_NETWORKS = [("81.2.69.", 160, 32), ("216.160.83.", 56, 8), ("89.160.20.", 128, 128),
+                ("175.16.199.", 0, 256), ("67.43.156.", 0, 256)] + \
+    [(f"202.196.{224 + i}.", 0, 256) for i in range(16)]
+
+
+def first_visits(n, key):
+    """First visits that end at the percentage step (SPEC §3 step 6): no sticky cookie and no
+    forcing rule matches, so every answer mints and signs a new cookie — after all ten rules are
+    checked, the 1,000 CIDRs included. Every body from another client address: about 25 % just
+    outside the 1,000 CIDRs (same /16, another /24), 25 % in networks the GeoIP test database
+    knows, 35 % public addresses it does not know, 15 % IPv6 outside the lab range; so the
+    per-thread GeoIP cache (1,024 slots) cannot answer from memory (n well above that)."""
+    rng = random.Random(20261130)
+    seen = set()
+    lines = 0
+    while lines < n:
+        body = {"rollout": key, "device_id": f"d-{rng.getrandbits(64):016x}"}
+        if rng.random() < 0.65:
+            body["user_key"] = f"user-{rng.randrange(100_000_000):08d}@example.com"
+        r = rng.random()
+        if r < 0.25:
+            i = rng.randrange(1000)
+            near = ((i * 7) % 250 + 1 + rng.randrange(4)) % 256
+            ip = f"{11 + i // 250}.{i % 250}.{near}.{rng.randrange(1, 255)}"
+        elif r < 0.50:
+            prefix, start, size = rng.choice(GEO_NETWORKS)
+            ip = f"{prefix}{start + rng.randrange(size)}"
+        elif r < 0.85:
+            ip = f"{rng.randrange(100, 200)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+        else:
+            ip = f"2a02:{rng.getrandbits(16):x}:{rng.getrandbits(16):x}::{rng.getrandbits(16):x}"
+        if ip in seen:  # a few known networks are small: draw again
+            continue
+        seen.add(ip)
+        body["ip"] = ip
+        # No forcing rule: no tester, no old iOS/Android, no beta version.
+        body["platform"] = rng.choice(["web", "web", "web", "ios", "android"])
+        body["app_version"] = rng.choice(["5.3.1", "5.2.0", "6.0.0", "8.7.2"])
+        if rng.random() < 0.25:
+            body["session_token"] = f"{rng.getrandbits(128):032x}"  # a legacy session
+        print(json.dumps(body, separators=(",", ":")))
+        lines += 1
+
+
+def replay(url, token, path, n):
+    """A fixed number of requests, one at a time on one connection: for instruction counts
+    (bench/load.sh, callgrind), where the count of requests must be exact and nothing else may
+    differ between the two servers."""
+    import http.client
+    from urllib.parse import urlsplit
+    with open(path) as f:
+        lines = [line.strip().encode() for line in f if line.strip()]
+    address = urlsplit(url)
+    conn = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
+    headers = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
+    for i in range(n):
+        conn.request("POST", "/v1/decide", body=lines[i % len(lines)], headers=headers)
+        answer = conn.getresponse()
+        text = answer.read()
+        if answer.status != 200:
+            sys.exit(f"gen.py replay: request {i} answered {answer.status}: {text[:300]!r}")
+    conn.close()
+
+
 def rollouts(url, token, n):
     for i in range(n):
         body = {
@@ -185,6 +254,10 @@ def main(argv):
         mint(args[0], args[1], int(args[2]), args[3])
     elif cmd == "bodies":
         bodies(args[0], int(args[1]), args[2])
+    elif cmd == "first-visits":
+        first_visits(int(args[0]), args[1])
+    elif cmd == "replay":
+        replay(args[0], args[1], args[2], int(args[3]))
     elif cmd == "rollouts":
         rollouts(args[0], args[1], int(args[2]))
     elif cmd == "enroll":

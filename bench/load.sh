@@ -17,6 +17,9 @@
 #  3. wrk (1 thread, pinned to LOADGEN_CORE, bench/decide.lua): warm-up, then RUNS pairs of
 #     runs of DURATION s, baseline and Switchyard (which goes first alternates), same
 #     connections;
+#  3b. first visits: the same, with FIRST_VISITS bodies that carry no sticky cookie and reach the
+#     percentage step (every answer mints and signs a cookie), each from another client address
+#     (GeoIP over many distinct addresses; bench/gen.py first-visits);
 #  4. latency under load: examples/fixed_rate (open loop, latency from the scheduled send
 #     time) at half of Switchyard's measured maximum, FIXED_RUNS pairs of runs against
 #     Switchyard and the baseline (which goes first alternates); requests slower than 1 ms
@@ -24,12 +27,15 @@
 #  5. machine stalls: examples/stall_meter (both servers idle) for DURATION s on the server's
 #     core alone, then on both cores at once: how often the machine itself stops a thread
 #     that never waits, the floor under any p99 of step 4;
+#  5b. instructions per request: both servers under `valgrind --tool=callgrind`, a fixed number
+#     of requests of each workload (CALLGRIND=0 skips it);
 #  6. memory: VmRSS of Switchyard idle with ROLLOUTS rollouts created through the API, then
 #     with ENROLLMENTS enrollments written straight into its store file before a restart.
 #
 # Settings (environment): DURATION (s, default 10; SMOKE: 1), WARMUP (s, default 2; SMOKE: 1),
 # CONNECTIONS (32), RUNS (pairs of wrk runs, 2), FIXED_RUNS (pairs of fixed-rate runs, 3),
-# ROLLOUTS (100), ENROLLMENTS (1000000; SMOKE: 10000), SERVER_CORE (0), LOADGEN_CORE (1),
+# ROLLOUTS (100), ENROLLMENTS (1000000; SMOKE: 10000), FIRST_VISITS (20000), CALLGRIND (1),
+# CALLGRIND_REQUESTS (2000; SMOKE: 100), CALLGRIND_WARMUP (200; SMOKE: 20), SERVER_CORE (0), LOADGEN_CORE (1),
 # BUILD (release; debug reuses the test suite's binaries), KEEP_TMP=1 to keep the temp dir,
 # RESULTS=file to also write the results as key=value lines, NICE (-10 as root; 0 = off),
 # RT=1 to run the servers SCHED_FIFO during the fixed-rate phase (root; see below),
@@ -56,6 +62,9 @@ CONNECTIONS=${CONNECTIONS:-32}
 RUNS=${RUNS:-2}
 FIXED_RUNS=${FIXED_RUNS:-3}
 ROLLOUTS=${ROLLOUTS:-100}
+FIRST_VISITS=${FIRST_VISITS:-20000}
+CALLGRIND_REQUESTS=${CALLGRIND_REQUESTS:-$([[ $SMOKE == 1 ]] && echo 100 || echo 2000)}
+CALLGRIND_WARMUP=${CALLGRIND_WARMUP:-$([[ $SMOKE == 1 ]] && echo 20 || echo 200)}
 SERVER_CORE=${SERVER_CORE:-0}
 LOADGEN_CORE=${LOADGEN_CORE:-1}
 GEN="python3 $ROOT/bench/gen.py"
@@ -228,27 +237,33 @@ $GEN rollout >"$TMP/rollout.json"
 $GEN create "$SY_URL" "$ADMIN_TOKEN" "$TMP/rollout.json"
 $GEN mint "$SY_URL" "$DECIDE_TOKEN" 200 "$BENCH_ROLLOUT" >"$TMP/cookies.txt"
 $GEN bodies "$TMP/cookies.txt" 2000 "$BENCH_ROLLOUT" >"$TMP/bodies.jsonl"
-say "rollout '$BENCH_ROLLOUT' created (10 rules, 1,000 CIDRs); $(wc -l <"$TMP/cookies.txt") cookies minted; $(wc -l <"$TMP/bodies.jsonl") bodies"
+$GEN first-visits "$FIRST_VISITS" "$BENCH_ROLLOUT" >"$TMP/first-visits.jsonl"
+say "rollout '$BENCH_ROLLOUT' created (10 rules, 1,000 CIDRs); $(wc -l <"$TMP/cookies.txt") cookies minted; $(wc -l <"$TMP/bodies.jsonl") bodies, $(wc -l <"$TMP/first-visits.jsonl") first visits"
 
-# Both servers must answer every body with 200 before anything is measured.
-check_bodies() { # url
-  python3 - "$1" "$DECIDE_TOKEN" "$TMP/bodies.jsonl" <<'EOF'
-import sys, urllib.request, urllib.error
-url, token, path = sys.argv[1:]
+# Both servers must answer every body with 200 before anything is measured; with FIRST=1, every
+# answer must also carry a new sticky cookie (a first visit is what mints and signs one).
+check_bodies() { # url file [FIRST]
+  python3 - "$1" "$DECIDE_TOKEN" "$2" "${3:-0}" <<'EOF'
+import json, sys, urllib.request, urllib.error
+url, token, path, first = sys.argv[1:]
 for n, line in enumerate(open(path)):
     if n % 20:
         continue
     req = urllib.request.Request(url + "/v1/decide", data=line.strip().encode(), method="POST",
                                  headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
     try:
-        urllib.request.urlopen(req, timeout=5).read()
+        answer = json.loads(urllib.request.urlopen(req, timeout=5).read())
     except urllib.error.HTTPError as e:
         sys.exit(f"{url}: body {n} answered {e.code}: {e.read().decode()}\n{line}")
+    if first == "1" and not answer.get("set_cookie"):
+        sys.exit(f"{url}: first visit {n} got no new sticky cookie: {answer}\n{line}")
 EOF
 }
 wait_http "$BASE_URL/v1/decide" 30 "$BASE_PID" -S
-check_bodies "$SY_URL"
-check_bodies "$BASE_URL"
+check_bodies "$SY_URL" "$TMP/bodies.jsonl"
+check_bodies "$BASE_URL" "$TMP/bodies.jsonl"
+check_bodies "$SY_URL" "$TMP/first-visits.jsonl" 1
+check_bodies "$BASE_URL" "$TMP/first-visits.jsonl" 1
 curl -s -X POST "$SY_URL/v1/decide" -H "Authorization: Bearer $DECIDE_TOKEN" -H 'Content-Type: application/json' \
   -d "$(head -1 "$TMP/bodies.jsonl")" >"$TMP/sample-switchyard.json"
 curl -s -X POST "$BASE_URL/v1/decide" -H "Authorization: Bearer $DECIDE_TOKEN" -H 'Content-Type: application/json' \
@@ -276,10 +291,10 @@ cpu_usage() { # pid before_proc before_server_core before_loadgen_core -> key=va
   }'
 }
 
-run_wrk() { # label url duration server_pid -> RESULT line with CPU usage
+run_wrk() { # label url duration server_pid [bodies] -> RESULT line with CPU usage
   local out=$TMP/wrk-$1.txt p0 s0 l0 usage
   p0=$(proc_ticks "$4"); s0=$(core_ticks "$SERVER_CORE"); l0=$(core_ticks "$LOADGEN_CORE")
-  BODIES=$TMP/bodies.jsonl TOKEN=$DECIDE_TOKEN on_loadgen wrk -t1 -c"$CONNECTIONS" -d"$3"s --timeout 5s \
+  BODIES=${5:-$TMP/bodies.jsonl} TOKEN=$DECIDE_TOKEN on_loadgen wrk -t1 -c"$CONNECTIONS" -d"$3"s --timeout 5s \
     -s "$ROOT/bench/decide.lua" "$2" >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed ($1)"; }
   usage=$(cpu_usage "$4" "$p0" "$s0" "$l0")
   local line
@@ -304,6 +319,22 @@ for run in $(seq "$RUNS"); do
     say "wrk run $run: $server, ${DURATION} s, $CONNECTIONS connections"
     result=$(run_wrk "$server-$run" "$url" "$DURATION" "$pid")
     record "wrk server=$server run=$run $result"
+    echo "    $result" >&2
+  done
+done
+# --- 2b. first visits: no valid sticky cookie, so every answer mints and signs one -------------
+# Same servers, same rollout; FIRST_VISITS bodies, each from another client address (GeoIP over
+# many distinct addresses: the per-thread lookup cache cannot hold them).
+run_wrk warm-first-switchyard "$SY_URL" "$WARMUP" "$SY_MAIN_PID" "$TMP/first-visits.jsonl" >/dev/null
+for run in $(seq "$RUNS"); do
+  order="baseline switchyard"
+  (( run % 2 == 0 )) && order="switchyard baseline"
+  for server in $order; do
+    url=$BASE_URL pid=$BASE_PID
+    [[ $server == switchyard ]] && url=$SY_URL pid=$SY_MAIN_PID
+    say "wrk first visits, run $run: $server, ${DURATION} s, $CONNECTIONS connections"
+    result=$(run_wrk "first-$server-$run" "$url" "$DURATION" "$pid" "$TMP/first-visits.jsonl")
+    record "wrk_first_visit server=$server run=$run $result"
     echo "    $result" >&2
   done
 done
@@ -385,6 +416,49 @@ fi
 record "loadavg_after $(awk '{ print "1min=" $1, "5min=" $2 }' /proc/loadavg)"
 stop "$BASE_PID"
 stop "$SY_MAIN_PID"
+
+# --- 4b. instructions per request (callgrind) -------------------------------------------------
+# Instruction counts do not depend on the machine's noise: each server runs under
+# `valgrind --tool=callgrind` with instrumentation off, gets a warm-up of both workloads, then
+# CALLGRIND_REQUESTS requests of each workload one after another on one connection
+# (bench/gen.py replay), the counters dumped after each workload. Switchyard is restarted on the
+# same data dir (same rollout, same salt: the minted cookies stay valid).
+if [[ ${CALLGRIND:-1} == 1 ]]; then
+  command -v valgrind >/dev/null && command -v callgrind_control >/dev/null \
+    || die "valgrind is missing (apt-get install valgrind), or set CALLGRIND=0"
+  instructions() { # server url pid: replays both workloads, records instructions per request
+    local server=$1 url=$2 pid=$3 workload file dump=0 total
+    $GEN replay "$url" "$DECIDE_TOKEN" "$TMP/bodies.jsonl" "$CALLGRIND_WARMUP"
+    $GEN replay "$url" "$DECIDE_TOKEN" "$TMP/first-visits.jsonl" "$CALLGRIND_WARMUP"
+    callgrind_control -i on "$pid" >/dev/null
+    for workload in returning first_visit; do
+      file=$TMP/bodies.jsonl; [[ $workload == first_visit ]] && file=$TMP/first-visits.jsonl
+      $GEN replay "$url" "$DECIDE_TOKEN" "$file" "$CALLGRIND_REQUESTS"
+      callgrind_control -d "$pid" >/dev/null
+      dump=$((dump + 1))
+      total=$(awk '/^totals:/ { print $2 }' "$TMP/callgrind-$server.$pid.out.$dump")
+      [[ -n $total ]] || die "no callgrind totals for $server ($workload)"
+      record "instructions server=$server workload=$workload requests=$CALLGRIND_REQUESTS total=$total per_request=$((total / CALLGRIND_REQUESTS))"
+      say "    $server, $workload: $((total / CALLGRIND_REQUESTS)) instructions per request"
+    done
+  }
+  under_callgrind=(valgrind --tool=callgrind --instr-atstart=no)
+  say "instructions per request under callgrind: $CALLGRIND_REQUESTS requests per workload and server"
+  (cd "$TMP/main" && exec "${under_callgrind[@]}" --callgrind-out-file="$TMP/callgrind-switchyard.%p.out" \
+    "$SWITCHYARD" --config "$TMP/main/switchyard.toml") >"$TMP/switchyard-callgrind.log" 2>&1 &
+  CG_PID=$!
+  PIDS+=("$CG_PID")
+  wait_http "$SY_URL/readyz" 120 "$CG_PID"
+  instructions switchyard "$SY_URL" "$CG_PID"
+  stop "$CG_PID"
+  ("${under_callgrind[@]}" --callgrind-out-file="$TMP/callgrind-baseline.%p.out" \
+    "$BASELINE" "$BASE_PORT" 1 "$DECIDE_TOKEN") >"$TMP/baseline-callgrind.log" 2>&1 &
+  CG_PID=$!
+  PIDS+=("$CG_PID")
+  wait_http "$BASE_URL/v1/decide" 120 "$CG_PID" -S
+  instructions baseline "$BASE_URL" "$CG_PID"
+  stop "$CG_PID"
+fi
 
 # --- 5. memory ---------------------------------------------------------------------------
 MEM_PORT=$($GEN freeport)

@@ -39,15 +39,9 @@ def goal(ok):
     return "met" if ok else "**not met**"
 
 
-def main(path, note=""):
-    rows = parse(path)
-    wrk = [f for k, f in rows if k == "wrk"]
-    fixed = [f for k, f in rows if k == "fixed_rate"]
-    stalls = [f for k, f in rows if k == "stalls"]
-    print()
-    print("## Results" + (f" ({note})" if note else ""))
-    print()
-    print("### Throughput (wrk, closed loop)")
+def throughput(wrk, title, label, target):
+    """The wrk table of one workload, its medians and the ratio against the baseline."""
+    print(f"### {title}")
     print()
     print("| server | run | req/s | p50 µs | p99 µs | p99.9 µs | max µs | server CPU µs/req | server CPU % | server core % | load-gen core % | steal % |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -76,13 +70,43 @@ def main(path, note=""):
             if b and s:
                 pairs.append(f"{s[0] / b[0]:.2f}")
         print()
-        print(f"Throughput ratio switchyard/baseline: **{ratio:.2f}** (per run: {', '.join(pairs)}); "
-              f"goal ≥ 0.85: {goal(ratio >= 0.85)}")
+        print(f"{label} throughput ratio switchyard/baseline: **{ratio:.2f}** (per run: {', '.join(pairs)}); "
+              f"goal ≥ {target}: {goal(ratio >= target)}")
         cost = med["baseline"]["cpu_us_per_req"] / med["switchyard"]["cpu_us_per_req"]
         print()
         print(f"Server CPU time per request: switchyard {med['switchyard']['cpu_us_per_req']:.2f} µs, "
               f"baseline {med['baseline']['cpu_us_per_req']:.2f} µs; ratio baseline/switchyard **{cost:.2f}** "
               "(the same comparison, less sensitive to other tenants taking the server's core)")
+    return med
+
+
+def main(path, note=""):
+    rows = parse(path)
+    wrk = [f for k, f in rows if k == "wrk"]
+    first = [f for k, f in rows if k == "wrk_first_visit"]
+    fixed = [f for k, f in rows if k == "fixed_rate"]
+    stalls = [f for k, f in rows if k == "stalls"]
+    instructions = [f for k, f in rows if k == "instructions"]
+    print()
+    print("## Results" + (f" ({note})" if note else ""))
+    print()
+    throughput(wrk, "Throughput (wrk, closed loop)", "Returning visitors:", 0.85)
+    if first:
+        print()
+        throughput(first, "First visits (wrk: no valid sticky cookie, every answer mints and signs one; "
+                   "distinct client addresses)", "First visits:", 0.9)
+    if instructions:
+        print()
+        print(f"### Instructions per request (valgrind --tool=callgrind, {instructions[0]['requests']} "
+              "requests per workload, one at a time on one connection, after a warm-up)")
+        print()
+        print("| workload | switchyard | baseline | ratio baseline/switchyard |")
+        print("|---|---:|---:|---:|")
+        for workload in ("returning", "first_visit"):
+            per = {f["server"]: num(f["per_request"]) for f in instructions if f["workload"] == workload}
+            if "switchyard" in per and "baseline" in per:
+                print(f"| {workload.replace('_', ' ')} | {per['switchyard']:,.0f} | {per['baseline']:,.0f} "
+                      f"| **{per['baseline'] / per['switchyard']:.2f}** |")
     if fixed:
         print()
         rate = fixed[0]["rate"]

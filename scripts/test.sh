@@ -4,7 +4,7 @@
 # 3-master cluster on free ports; nothing on 6379 is used), promtool and prometheus (for
 # `promtool check metrics` / `check rules`, and a real Prometheus server that scrapes a running
 # Switchyard and evaluates every PromQL expression of dashboards/; both unpacked into
-# target/tools), wrk — then runs every unit, integration and doc test, the criterion benches
+# target/tools), wrk, valgrind — then runs every unit, integration and doc test, the criterion benches
 # once each in test mode, and a smoke run of the load benchmark (bench/load.sh) on debug builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +41,13 @@ if ! command -v wrk >/dev/null 2>&1; then
   echo "== installing wrk"
   as_root apt-get install -y wrk >/dev/null 2>&1 \
     || { as_root apt-get update >/dev/null && as_root apt-get install -y wrk >/dev/null; }
+fi
+
+# valgrind (callgrind) counts the instructions per request in the load benchmark's smoke run.
+if ! command -v valgrind >/dev/null 2>&1 || ! command -v callgrind_control >/dev/null 2>&1; then
+  echo "== installing valgrind"
+  as_root apt-get install -y valgrind >/dev/null 2>&1 \
+    || { as_root apt-get update >/dev/null && as_root apt-get install -y valgrind >/dev/null; }
 fi
 
 echo "== cargo test (unit, integration, doc, benches in test mode)"
