@@ -12,7 +12,7 @@ use switchyard::config::Backend;
 use crate::helpers::*;
 use crate::redis_server::{RedisCluster, RedisServer};
 
-async fn replica(url: &str, cluster: bool) -> TestApp {
+pub async fn replica(url: &str, cluster: bool) -> TestApp {
     replica_with(url, cluster, None).await
 }
 
@@ -32,7 +32,7 @@ async fn replica_with(url: &str, cluster: bool, ca: Option<&[u8]>) -> TestApp {
 }
 
 /// Polls `check` until it holds or `within` passes; returns how long it took.
-async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F) -> Duration
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -56,7 +56,7 @@ async fn flow_of(app: &TestApp, key: &str) -> String {
 }
 
 /// The sum of the samples whose line starts with `line_start` (None when there is none).
-async fn metric(app: &TestApp, line_start: &str) -> Option<f64> {
+pub async fn metric(app: &TestApp, line_start: &str) -> Option<f64> {
     let text = app
         .client
         .get(app.url("/metrics"))
@@ -548,4 +548,52 @@ async fn a_first_replica_started_before_redis_becomes_ready_when_redis_arrives()
     )
     .await;
     assert_eq!(flow_of(&app, "a").await, "legacy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_long_outage_a_replica_is_back_within_a_second_of_redis_returning() {
+    let mut redis = RedisServer::start();
+    let a = replica(&redis.url(), false).await;
+    let b = replica(&redis.url(), false).await;
+    a.patch_rollout("stytch-login", json!({"percentage": 40}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1200)).await; // the last-known copies are saved
+    redis.stop();
+    // Long enough for a backoff doubling without a low cap to have grown past a second.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    redis.restart();
+    let back = |app: &TestApp| {
+        let (client, url) = (app.client.clone(), app.url("/metrics"));
+        async move {
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(10) {
+                let text = client.get(&url).send().await.unwrap().text().await.unwrap();
+                if text.lines().any(|l| l == "switchyard_store_up 1") {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            started.elapsed()
+        }
+    };
+    let (took_a, took_b) = tokio::join!(back(&a), back(&b));
+    println!("replicas back {took_a:?} and {took_b:?} after Redis returned");
+    for took in [took_a, took_b] {
+        assert!(
+            took <= Duration::from_secs(1),
+            "back {took:?} after Redis returned"
+        );
+    }
+    eventually(Duration::from_secs(1), "writes work again", || async {
+        b.send(
+            Method::PATCH,
+            "/v1/rollouts/stytch-login",
+            Some(ADMIN_TOKEN),
+            Some(&json!({"percentage": 45})),
+        )
+        .await
+        .status()
+            == StatusCode::OK
+    })
+    .await;
 }

@@ -17,6 +17,10 @@ use crate::store::{ChangeListener, StoreError};
 
 const CHECK_EVERY: Duration = Duration::from_secs(2);
 const BLOCK_MS: &str = "500";
+/// The wait before reconnecting after a failure, doubled on each failure in a row...
+const RECONNECT_FIRST: Duration = Duration::from_millis(100);
+/// ...up to this: a replica is back within this (plus one refused connect) of Redis returning.
+const RECONNECT_AT_MOST: Duration = Duration::from_millis(250);
 
 /// A stream entry: `kind` is `rollout`, `enroll`, `unenroll` or `restored`.
 struct Event {
@@ -248,8 +252,12 @@ impl Inner {
         }
     }
 
+    /// Follows Redis forever: syncs, follows the stream, and after any failure waits and
+    /// starts again — 0.1 s, doubling to at most `RECONNECT_AT_MOST`, so that a replica is
+    /// back within a fraction of a second of Redis returning, however long it was away, while
+    /// a Redis that is down gets only a few (cheap, refused) connects a second.
     pub(super) async fn run(self: Arc<Self>, listener: Arc<dyn ChangeListener>) {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = RECONNECT_FIRST;
         let mut first = true;
         loop {
             let result = async {
@@ -258,6 +266,8 @@ impl Inner {
                     first && self.synced.load(std::sync::atomic::Ordering::Acquire);
                 if !loaded_at_start {
                     let data = self.sync().await?;
+                    // Back: say so now, not after the first blocking read of the stream.
+                    self.metrics.store_reached("sync", true);
                     listener.replace_all(data.loaded());
                 }
                 first = false;
@@ -265,7 +275,7 @@ impl Inner {
             }
             .await;
             match result {
-                Ok(()) => backoff = Duration::from_millis(100),
+                Ok(()) => backoff = RECONNECT_FIRST,
                 Err(e) => {
                     self.metrics.store_reached("sync", false);
                     // Drop the command connection so the next attempt reconnects cleanly.
@@ -273,7 +283,7 @@ impl Inner {
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "lost Redis; retrying");
                     first = false;
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff = (backoff * 2).min(RECONNECT_AT_MOST);
                 }
             }
         }
