@@ -156,6 +156,7 @@ fn redis_cli(redis: &RedisServer, args: &[&str]) -> Vec<String> {
     assert!(out.status.success(), "redis-cli {args:?}");
     let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
+        .filter(|l| !l.is_empty())
         .map(str::to_string)
         .collect();
     lines.sort();

@@ -331,6 +331,8 @@ async fn a_replica_started_while_redis_is_down_serves_its_last_known_rules() {
     .await;
     redis.stop();
     let a = a.restart().await;
+    // Serving the last-known copy is not reaching the store.
+    assert_eq!(metric(&a, "switchyard_store_up ").await, Some(0.0));
     assert_eq!(
         a.client
             .get(a.url("/readyz"))
