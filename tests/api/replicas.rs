@@ -219,6 +219,13 @@ async fn with_redis_down_decisions_continue_unchanged_writes_are_503_and_it_catc
 
     redis.stop();
     assert_eq!(decisions(&b, 40).await, before, "same answers from memory");
+    // Once the replica knows Redis is down, a write is refused at once, without waiting on a
+    // connect (generous bound: a refused connect with a retry took 150-350 ms).
+    eventually(Duration::from_secs(2), "the outage noticed", || async {
+        metric(&b, "switchyard_store_up ").await == Some(0.0)
+    })
+    .await;
+    let started = Instant::now();
     let r = b
         .send(
             Method::PATCH,
@@ -237,6 +244,9 @@ async fn with_redis_down_decisions_continue_unchanged_writes_are_503_and_it_catc
         )
         .await;
     assert_error(r, StatusCode::SERVICE_UNAVAILABLE, "store_unavailable").await;
+    let refused_in = started.elapsed();
+    println!("two writes refused in {refused_in:?} while Redis was down");
+    assert!(refused_in < Duration::from_millis(100), "{refused_in:?}");
     assert_eq!(
         b.client
             .get(b.url("/readyz"))

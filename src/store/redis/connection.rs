@@ -124,6 +124,17 @@ impl Inner {
         Ok(c)
     }
 
+    /// The command connection for a request (not the follower): `Unavailable` at once while
+    /// Redis is known to be down and the follower has not reconnected.
+    pub(super) async fn request_conn(&self) -> Result<Conn, StoreError> {
+        if self.known_down.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(StoreError::down(
+                "Redis cannot be reached; this replica is reconnecting",
+            ));
+        }
+        self.conn().await
+    }
+
     /// A separate connection for the blocking stream reads.
     pub(super) async fn reader(&self) -> Result<Conn, StoreError> {
         self.connect(self.options.timeout + Duration::from_secs(5))

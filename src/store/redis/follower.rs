@@ -268,6 +268,7 @@ impl Inner {
                     let data = self.sync().await?;
                     // Back: say so now, not after the first blocking read of the stream.
                     self.metrics.store_reached("sync", true);
+                    self.set_known_down(false);
                     listener.replace_all(data.loaded());
                 }
                 first = false;
@@ -278,6 +279,8 @@ impl Inner {
                 Ok(()) => backoff = RECONNECT_FIRST,
                 Err(e) => {
                     self.metrics.store_reached("sync", false);
+                    // Requests now answer 503 at once, until the next sync succeeds.
+                    self.set_known_down(true);
                     // Drop the command connection so the next attempt reconnects cleanly.
                     *self.conn.lock().await = None;
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "lost Redis; retrying");

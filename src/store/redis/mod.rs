@@ -85,6 +85,10 @@ struct Inner {
     last_event: StdMutex<String>,
     /// Whether a sync has succeeded (the listener has what Redis had at `last_event`).
     synced: std::sync::atomic::AtomicBool,
+    /// Set when the follower (or the load at startup) failed to reach Redis, cleared when a
+    /// sync succeeds: while set, requests answer `Unavailable` at once instead of waiting on
+    /// a connect that is refused.
+    known_down: std::sync::atomic::AtomicBool,
 }
 
 pub struct RedisStore {
@@ -120,6 +124,7 @@ impl RedisStore {
                 metrics,
                 last_event: StdMutex::new("0-0".into()),
                 synced: std::sync::atomic::AtomicBool::new(false),
+                known_down: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -147,6 +152,12 @@ impl Inner {
             }
             _ => self.metrics.store_reached(op, true),
         }
+    }
+
+    /// Notes whether Redis is known to be down (see `known_down`).
+    fn set_known_down(&self, down: bool) {
+        self.known_down
+            .store(down, std::sync::atomic::Ordering::Release);
     }
 
     async fn generation(&self) -> Option<String> {

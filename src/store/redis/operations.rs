@@ -66,6 +66,8 @@ impl RolloutStore for RedisStore {
     async fn load(&self) -> Result<Loaded, StoreError> {
         let result = self.inner.sync().await;
         self.inner.record("load", &result);
+        self.inner
+            .set_known_down(matches!(&result, Err(e) if e.is_outage()));
         match result {
             Ok(data) => Ok(data.loaded()),
             Err(e) => {
@@ -93,7 +95,7 @@ impl RolloutStore for RedisStore {
 
     async fn get(&self, key: &str) -> Result<Option<Rollout>, StoreError> {
         let result = async {
-            let mut conn = self.inner.conn().await?;
+            let mut conn = self.inner.request_conn().await?;
             let json: Option<String> = redis::cmd("HGET")
                 .arg(self.inner.keys.rollouts())
                 .arg(key)
@@ -110,7 +112,7 @@ impl RolloutStore for RedisStore {
 
     async fn retired(&self, key: &str) -> Result<Option<Retired>, StoreError> {
         let result = async {
-            let mut conn = self.inner.conn().await?;
+            let mut conn = self.inner.request_conn().await?;
             let value: Option<String> = redis::cmd("HGET")
                 .arg(self.inner.keys.retired())
                 .arg(key)
@@ -141,7 +143,7 @@ impl RolloutStore for RedisStore {
         let k = &inner.keys;
         let generation = inner.generation().await.unwrap_or_default();
         let result: Result<Vec<String>, StoreError> = async {
-            let mut conn = inner.conn().await?;
+            let mut conn = inner.request_conn().await?;
             let next = change
                 .next
                 .as_ref()
@@ -221,7 +223,7 @@ impl RolloutStore for RedisStore {
 
     async fn history(&self, key: &str) -> Result<Vec<HistoryEntry>, StoreError> {
         let result = async {
-            let mut conn = self.inner.conn().await?;
+            let mut conn = self.inner.request_conn().await?;
             self.inner.require_rollout(&mut conn, key).await?;
             self.inner
                 .newest_first(&mut conn, self.inner.keys.history(key), 0)
@@ -237,7 +239,7 @@ impl RolloutStore for RedisStore {
 
     async fn audit(&self, before: Option<u64>, limit: usize) -> Result<AuditPage, StoreError> {
         let result = async {
-            let mut conn = self.inner.conn().await?;
+            let mut conn = self.inner.request_conn().await?;
             // The list only grows at its end, so a record's index is its cursor.
             let len: u64 = redis::cmd("LLEN")
                 .arg(self.inner.keys.audit())
@@ -285,7 +287,7 @@ impl RolloutStore for RedisStore {
         limit: usize,
     ) -> Result<EnrollmentPage, StoreError> {
         let result = async {
-            let mut conn = self.inner.conn().await?;
+            let mut conn = self.inner.request_conn().await?;
             self.inner.require_rollout(&mut conn, key).await?;
             let min = cursor.map_or_else(|| "-".to_string(), |c| format!("({c}"));
             let user_keys: Vec<String> = redis::cmd("ZRANGEBYLEX")
@@ -320,7 +322,7 @@ impl RedisStore {
         let k = &inner.keys;
         let generation = inner.generation().await.unwrap_or_default();
         let result: Result<String, StoreError> = async {
-            let mut conn = inner.conn().await?;
+            let mut conn = inner.request_conn().await?;
             Script::new(ENROLLMENT)
                 .key(k.generation())
                 .key(k.versions())
