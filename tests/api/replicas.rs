@@ -609,3 +609,60 @@ async fn after_a_long_outage_a_replica_is_back_within_a_second_of_redis_returnin
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_redis_is_empty_and_being_restored_writes_are_503_never_not_found() {
+    let redis = RedisServer::start();
+    let a = replica(&redis.url(), false).await;
+    let b = replica(&redis.url(), false).await;
+    a.patch_rollout("stytch-login", json!({"percentage": 40}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1200)).await; // the last-known copies are saved
+
+    assert!(redis.cmd("FLUSHALL").contains("OK"));
+    // Until a replica has restored Redis, the rollout is not gone: writes are 503 and reads
+    // answer from the last-known copy.
+    let mut refused = Vec::new();
+    let started = Instant::now();
+    loop {
+        let r = b
+            .send(
+                Method::PATCH,
+                "/v1/rollouts/stytch-login",
+                Some(ADMIN_TOKEN),
+                Some(&json!({"percentage": 45})),
+            )
+            .await;
+        if r.status() == StatusCode::OK {
+            break;
+        }
+        refused.push(assert_error(r, StatusCode::SERVICE_UNAVAILABLE, "store_unavailable").await);
+        let history = b.get("/v1/rollouts/stytch-login/history", READ_TOKEN).await;
+        assert_eq!(history.status(), StatusCode::OK);
+        let history: Value = history.json().await.unwrap();
+        assert_eq!(history["history"].as_array().unwrap().len(), 2);
+        let audit: Value = b.get("/v1/audit", READ_TOKEN).await.json().await.unwrap();
+        assert_eq!(audit["audit"].as_array().unwrap().len(), 2);
+        // (The refused write woke the follower: Redis may be restored by now.)
+        let r = b.enroll("stytch-login", "gina").await;
+        assert!(
+            matches!(
+                r,
+                StatusCode::SERVICE_UNAVAILABLE | StatusCode::CREATED | StatusCode::OK
+            ),
+            "{r}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10), "not restored");
+    }
+    println!(
+        "restored and writable {:?} after the FLUSHALL; {} writes refused before: {}",
+        started.elapsed(),
+        refused.len(),
+        refused
+            .first()
+            .map_or(String::new(), |r| r["error"]["message"].to_string())
+    );
+    assert!(redis
+        .cmd("HGET {switchyard}:versions stytch-login")
+        .contains('3'));
+}

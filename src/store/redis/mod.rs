@@ -164,6 +164,30 @@ impl Inner {
         self.mirror.lock().await.generation.clone()
     }
 
+    /// Redis holds no dataset (restarted empty, or flushed) and is being restored, by this
+    /// replica's follower (woken now) or another's. Every request answers `Unavailable` — a
+    /// write 503, a read from the last-known copy — never "no such rollout".
+    fn dataset_missing(&self) -> StoreError {
+        self.resync.notify_one();
+        StoreError::down(
+            "Redis lost its data (restarted empty or flushed) and is being restored from a last-known copy",
+        )
+    }
+
+    /// `dataset_missing` unless Redis holds a dataset (`{p}:generation`).
+    async fn require_dataset(&self, conn: &mut Conn) -> Result<(), StoreError> {
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(self.keys.generation())
+            .query_async(conn)
+            .await
+            .map_err(unavailable)?;
+        if exists {
+            Ok(())
+        } else {
+            Err(self.dataset_missing())
+        }
+    }
+
     fn note(&self, result: Result<(), StoreError>) -> Result<(), StoreError> {
         if let Err(StoreError::Unavailable { reason, .. }) = &result {
             if reason.contains("generation") {

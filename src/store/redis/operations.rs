@@ -28,11 +28,12 @@ impl Inner {
             .query_async(conn)
             .await
             .map_err(unavailable)?;
-        if exists {
-            Ok(())
-        } else {
-            Err(StoreError::NotFound(key.to_string()))
+        if !exists {
+            // Not "no such rollout" while Redis is empty and being restored.
+            self.require_dataset(conn).await?;
+            return Err(StoreError::NotFound(key.to_string()));
         }
+        Ok(())
     }
 
     /// Reads a list of JSON entries, newest (last) first, skipping any that do not parse.
@@ -102,6 +103,10 @@ impl RolloutStore for RedisStore {
                 .query_async(&mut conn)
                 .await
                 .map_err(unavailable)?;
+            if json.is_none() {
+                // Not "no such rollout" while Redis is empty and being restored.
+                self.inner.require_dataset(&mut conn).await?;
+            }
             json.map(|j| serde_json::from_str(&j).map_err(invalid(format!("rollout '{key}'"))))
                 .transpose()
         }
@@ -214,6 +219,7 @@ impl RolloutStore for RedisStore {
                 expected: change.expected_version.unwrap_or(0),
                 current: reply.get(1).and_then(|v| v.parse().ok()).unwrap_or(0),
             }),
+            Some("empty") => Err(inner.dataset_missing()),
             _ => Err(StoreError::down(
                 "the Redis dataset is not the one this replica knows (generation changed); resyncing",
             )),
@@ -240,6 +246,8 @@ impl RolloutStore for RedisStore {
     async fn audit(&self, before: Option<u64>, limit: usize) -> Result<AuditPage, StoreError> {
         let result = async {
             let mut conn = self.inner.request_conn().await?;
+            // An empty trail while Redis is being restored is not the trail.
+            self.inner.require_dataset(&mut conn).await?;
             // The list only grows at its end, so a record's index is its cursor.
             let len: u64 = redis::cmd("LLEN")
                 .arg(self.inner.keys.audit())
@@ -343,6 +351,7 @@ impl RedisStore {
             "changed" => Ok(true),
             "same" => Ok(false),
             "missing" => Err(StoreError::NotFound(key.to_string())),
+            "empty" => Err(inner.dataset_missing()),
             _ => inner
                 .note(Err(StoreError::down(
                     "the Redis dataset is not the one this replica knows (generation changed); resyncing",

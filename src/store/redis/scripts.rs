@@ -1,6 +1,6 @@
-//! The Lua scripts of writes: each checks the generation (the dataset this replica knows),
-//! compares, writes, appends history and audit, and adds an event to the change stream — one
-//! atomic step.
+//! The Lua scripts of writes: each checks the generation (the dataset this replica knows;
+//! `empty` when there is none: Redis lost its data and is being restored), compares, writes,
+//! appends history and audit, and adds an event to the change stream — one atomic step.
 //!
 //! This module holds the scripts only; `operations` runs them and reads their replies.
 
@@ -8,7 +8,9 @@
 pub(super) const STREAM_MAXLEN: &str = "100000";
 
 pub(super) const COMMIT: &str = r#"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'generation'} end
+local generation = redis.call('GET', KEYS[1])
+if not generation then return {'empty'} end
+if generation ~= ARGV[1] then return {'generation'} end
 local cur = redis.call('HGET', KEYS[3], ARGV[2])
 if ARGV[3] == '' then
   if cur then return {'exists'} end
@@ -35,7 +37,9 @@ return {'ok'}
 "#;
 
 pub(super) const ENROLLMENT: &str = r#"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'generation' end
+local generation = redis.call('GET', KEYS[1])
+if not generation then return 'empty' end
+if generation ~= ARGV[1] then return 'generation' end
 if not redis.call('HGET', KEYS[2], ARGV[2]) then return 'missing' end
 local n
 if ARGV[4] == 'enroll' then
