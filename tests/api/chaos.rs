@@ -251,6 +251,28 @@ async fn restores(apps: [&TestApp; 3]) -> f64 {
     sum
 }
 
+/// "3 × 503 store_unavailable, 1 × 404 not_found": the answers to writes that were refused.
+fn tally(answers: &[(StatusCode, Value)]) -> String {
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    for (status, code) in answers {
+        *counts
+            .entry(format!(
+                "{} {}",
+                status.as_u16(),
+                code.as_str().unwrap_or("?")
+            ))
+            .or_default() += 1;
+    }
+    if counts.is_empty() {
+        return "none".into();
+    }
+    counts
+        .iter()
+        .map(|(answer, n)| format!("{n} × {answer}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The version of stytch-login a replica decides with.
 async fn deciding_version(app: &TestApp) -> u64 {
     app.decide(json!({"rollout": "stytch-login", "user_key": "probe"}))
@@ -496,11 +518,13 @@ async fn chaos() {
     println!("chaos: writes refused while Redis was down, ms: {refused_ms:?}");
     println!("chaos: switchyard_store_up back to 1 after Redis came back: {reconnected:?}");
     println!(
-        "chaos: the change accepted {accepted_after:?} after Redis came back; answered before: {refused_while_restoring:?}"
+        "chaos: the change accepted {accepted_after:?} after Redis came back; answered before: {}",
+        tally(&refused_while_restoring)
     );
     println!("chaos: the change seen by each replica after Redis came back: {seen_after:?}");
     println!(
-        "chaos: after FLUSHALL, restored (412 for a stale If-Match) after {restored_after:?}; answered before: {refused_while_flushed:?}"
+        "chaos: after FLUSHALL, restored (412 for a stale If-Match) after {restored_after:?}; answered before: {}",
+        tally(&refused_while_flushed)
     );
     println!("chaos: restores counted: {restore_count}");
     println!("chaos: Redis before the outage: {:?}", sizes(&redis_before));
