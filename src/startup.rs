@@ -278,8 +278,9 @@ impl Application {
         let catalog = Arc::new(Catalog::new(metrics.clone()));
         // Whether the store held rollouts already; `None`: it could not be asked.
         let held_rollouts = match store.load().await {
+            // (`switchyard_store_up` is the store's to set: a Redis replica serving its
+            // last-known copy loaded fine without reaching Redis.)
             Ok(loaded) => {
-                metrics.store_up.set(1);
                 let held = !loaded.rollouts.is_empty();
                 for rollout in loaded.rollouts {
                     let key = rollout.key.clone();
@@ -301,7 +302,6 @@ impl Application {
             // A shared store that is down, with no last-known copy: start unready and let the
             // follower load the rules when the store is back.
             Err(e) if e.is_outage() && settings.store.backend == Backend::Redis => {
-                metrics.store_up.set(0);
                 tracing::warn!(error = %e, "store unavailable and no last-known copy: not ready until it is reachable");
                 None
             }

@@ -38,8 +38,9 @@ impl EmbeddedStore {
         })
     }
 
-    /// Records every save (and every probe) in `metrics`. Reads are answered from memory and
-    /// say nothing about the disk, so they are not recorded.
+    /// Records every save (and every probe) in `metrics`, and the load at startup (the file
+    /// was read at open). Reads are answered from memory and say nothing about the disk, so
+    /// they are not recorded.
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> EmbeddedStore {
         self.metrics = Some(metrics);
         self
@@ -141,6 +142,8 @@ impl RolloutStore for EmbeddedStore {
     }
 
     async fn load(&self) -> Result<Loaded, StoreError> {
+        // The file was read when the store was opened (or does not exist yet): the store is up.
+        self.record("load", &Ok(()));
         Ok(self.data.lock().await.loaded())
     }
 

@@ -12,7 +12,7 @@ use switchyard::config::Backend;
 use crate::helpers::*;
 use crate::redis_server::{RedisCluster, RedisServer};
 
-async fn replica(url: &str, cluster: bool) -> TestApp {
+pub async fn replica(url: &str, cluster: bool) -> TestApp {
     replica_with(url, cluster, None).await
 }
 
@@ -32,7 +32,7 @@ async fn replica_with(url: &str, cluster: bool, ca: Option<&[u8]>) -> TestApp {
 }
 
 /// Polls `check` until it holds or `within` passes; returns how long it took.
-async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F) -> Duration
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -56,7 +56,7 @@ async fn flow_of(app: &TestApp, key: &str) -> String {
 }
 
 /// The sum of the samples whose line starts with `line_start` (None when there is none).
-async fn metric(app: &TestApp, line_start: &str) -> Option<f64> {
+pub async fn metric(app: &TestApp, line_start: &str) -> Option<f64> {
     let text = app
         .client
         .get(app.url("/metrics"))
@@ -219,6 +219,13 @@ async fn with_redis_down_decisions_continue_unchanged_writes_are_503_and_it_catc
 
     redis.stop();
     assert_eq!(decisions(&b, 40).await, before, "same answers from memory");
+    // Once the replica knows Redis is down, a write is refused at once, without waiting on a
+    // connect (generous bound: a refused connect with a retry took 150-350 ms).
+    eventually(Duration::from_secs(2), "the outage noticed", || async {
+        metric(&b, "switchyard_store_up ").await == Some(0.0)
+    })
+    .await;
+    let started = Instant::now();
     let r = b
         .send(
             Method::PATCH,
@@ -237,6 +244,9 @@ async fn with_redis_down_decisions_continue_unchanged_writes_are_503_and_it_catc
         )
         .await;
     assert_error(r, StatusCode::SERVICE_UNAVAILABLE, "store_unavailable").await;
+    let refused_in = started.elapsed();
+    println!("two writes refused in {refused_in:?} while Redis was down");
+    assert!(refused_in < Duration::from_millis(100), "{refused_in:?}");
     assert_eq!(
         b.client
             .get(b.url("/readyz"))
@@ -331,6 +341,8 @@ async fn a_replica_started_while_redis_is_down_serves_its_last_known_rules() {
     .await;
     redis.stop();
     let a = a.restart().await;
+    // Serving the last-known copy is not reaching the store.
+    assert_eq!(metric(&a, "switchyard_store_up ").await, Some(0.0));
     assert_eq!(
         a.client
             .get(a.url("/readyz"))
@@ -548,4 +560,109 @@ async fn a_first_replica_started_before_redis_becomes_ready_when_redis_arrives()
     )
     .await;
     assert_eq!(flow_of(&app, "a").await, "legacy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_long_outage_a_replica_is_back_within_a_second_of_redis_returning() {
+    let mut redis = RedisServer::start();
+    let a = replica(&redis.url(), false).await;
+    let b = replica(&redis.url(), false).await;
+    a.patch_rollout("stytch-login", json!({"percentage": 40}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1200)).await; // the last-known copies are saved
+    redis.stop();
+    // Long enough for a backoff doubling without a low cap to have grown past a second.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    redis.restart();
+    let back = |app: &TestApp| {
+        let (client, url) = (app.client.clone(), app.url("/metrics"));
+        async move {
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(10) {
+                let text = client.get(&url).send().await.unwrap().text().await.unwrap();
+                if text.lines().any(|l| l == "switchyard_store_up 1") {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            started.elapsed()
+        }
+    };
+    let (took_a, took_b) = tokio::join!(back(&a), back(&b));
+    println!("replicas back {took_a:?} and {took_b:?} after Redis returned");
+    for took in [took_a, took_b] {
+        assert!(
+            took <= Duration::from_secs(1),
+            "back {took:?} after Redis returned"
+        );
+    }
+    eventually(Duration::from_secs(1), "writes work again", || async {
+        b.send(
+            Method::PATCH,
+            "/v1/rollouts/stytch-login",
+            Some(ADMIN_TOKEN),
+            Some(&json!({"percentage": 45})),
+        )
+        .await
+        .status()
+            == StatusCode::OK
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_redis_is_empty_and_being_restored_writes_are_503_never_not_found() {
+    let redis = RedisServer::start();
+    let a = replica(&redis.url(), false).await;
+    let b = replica(&redis.url(), false).await;
+    a.patch_rollout("stytch-login", json!({"percentage": 40}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1200)).await; // the last-known copies are saved
+
+    assert!(redis.cmd("FLUSHALL").contains("OK"));
+    // Until a replica has restored Redis, the rollout is not gone: writes are 503 and reads
+    // answer from the last-known copy.
+    let mut refused = Vec::new();
+    let started = Instant::now();
+    loop {
+        let r = b
+            .send(
+                Method::PATCH,
+                "/v1/rollouts/stytch-login",
+                Some(ADMIN_TOKEN),
+                Some(&json!({"percentage": 45})),
+            )
+            .await;
+        if r.status() == StatusCode::OK {
+            break;
+        }
+        refused.push(assert_error(r, StatusCode::SERVICE_UNAVAILABLE, "store_unavailable").await);
+        let history = b.get("/v1/rollouts/stytch-login/history", READ_TOKEN).await;
+        assert_eq!(history.status(), StatusCode::OK);
+        let history: Value = history.json().await.unwrap();
+        assert_eq!(history["history"].as_array().unwrap().len(), 2);
+        let audit: Value = b.get("/v1/audit", READ_TOKEN).await.json().await.unwrap();
+        assert_eq!(audit["audit"].as_array().unwrap().len(), 2);
+        // (The refused write woke the follower: Redis may be restored by now.)
+        let r = b.enroll("stytch-login", "gina").await;
+        assert!(
+            matches!(
+                r,
+                StatusCode::SERVICE_UNAVAILABLE | StatusCode::CREATED | StatusCode::OK
+            ),
+            "{r}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10), "not restored");
+    }
+    println!(
+        "restored and writable {:?} after the FLUSHALL; {} writes refused before: {}",
+        started.elapsed(),
+        refused.len(),
+        refused
+            .first()
+            .map_or(String::new(), |r| r["error"]["message"].to_string())
+    );
+    assert!(redis
+        .cmd("HGET {switchyard}:versions stytch-login")
+        .contains('3'));
 }
