@@ -5,6 +5,7 @@ pub mod bucket;
 pub mod compile;
 pub mod country;
 pub mod evaluate;
+pub mod formats;
 pub mod location;
 pub mod model;
 pub mod wording;
