@@ -137,7 +137,6 @@ pub async fn decide(
     let ip = match request
         .ip
         .as_deref()
-        .map(str::trim)
         .filter(|s| !s.is_empty())
     {
         Some(text) => Some(
