@@ -321,7 +321,12 @@ mod tests {
             }
 
             #[test]
-            fn only_the_configured_issuers_are_stytch_or_legacy(iss in "[ -~]{0,40}") {
+            fn only_the_configured_issuers_are_stytch_or_legacy(
+                iss in prop_oneof![
+                    "[ -~]{0,40}",
+                    "(https://)?(stytch\\.com/project-live-abc|auth\\.example\\.com|stytch\\.com/)[ -~]{0,4}",
+                ],
+            ) {
                 let c = classifier();
                 let claims = serde_json::json!({ "iss": iss }).to_string();
                 let source = c.classify(Some(&jwt(&claims)));
