@@ -8,6 +8,8 @@ pub mod evaluate;
 pub mod formats;
 pub mod location;
 pub mod model;
+#[cfg(test)]
+mod rollout_properties;
 pub mod wording;
 
 pub use bucket::{bucket_of, BasisPoints};
