@@ -2,6 +2,7 @@
 
 mod cli;
 mod cookies;
+mod decide_fuzz;
 mod errors;
 mod evaluation;
 mod geoip;
