@@ -289,7 +289,11 @@ mod tests {
         fn altered(value: &str, at: usize, to: u8) -> String {
             let mut bytes = value.as_bytes().to_vec();
             let i = at % bytes.len();
-            bytes[i] = if bytes[i] == to { b'!' + (to - b'!' + 1) % 94 } else { to };
+            bytes[i] = if bytes[i] == to {
+                b'!' + (to - b'!' + 1) % 94
+            } else {
+                to
+            };
             String::from_utf8(bytes).expect("ASCII in, ASCII out")
         }
 
@@ -370,4 +374,3 @@ mod tests {
         }
     }
 }
-

@@ -281,8 +281,7 @@ mod tests {
                     .prop_map(|j| URL_SAFE_NO_PAD.encode(j)),
                 "[A-Za-z0-9_=%!-]{0,40}",
             ];
-            (segment.clone(), segment.clone(), segment)
-                .prop_map(|(h, p, s)| format!("{h}.{p}.{s}"))
+            (segment.clone(), segment.clone(), segment).prop_map(|(h, p, s)| format!("{h}.{p}.{s}"))
         }
 
         proptest! {
@@ -344,4 +343,3 @@ mod tests {
         }
     }
 }
-

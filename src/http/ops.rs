@@ -127,11 +127,26 @@ mod tests {
         let schemas = &doc["components"]["schemas"];
         let conditions = &schemas["Conditions"]["properties"];
         let documented = [
-            (&conditions["ip_ranges"]["items"]["pattern"], &*formats::IP_RANGE),
-            (&conditions["countries"]["items"]["pattern"], &*formats::COUNTRY),
-            (&conditions["subdivisions"]["items"]["pattern"], &*formats::SUBDIVISION),
-            (&conditions["app_version"]["pattern"], &*formats::VERSION_REQ),
-            (&schemas["DecideRequest"]["properties"]["ip"]["pattern"], &*formats::IP_ADDRESS),
+            (
+                &conditions["ip_ranges"]["items"]["pattern"],
+                &*formats::IP_RANGE,
+            ),
+            (
+                &conditions["countries"]["items"]["pattern"],
+                &*formats::COUNTRY,
+            ),
+            (
+                &conditions["subdivisions"]["items"]["pattern"],
+                &*formats::SUBDIVISION,
+            ),
+            (
+                &conditions["app_version"]["pattern"],
+                &*formats::VERSION_REQ,
+            ),
+            (
+                &schemas["DecideRequest"]["properties"]["ip"]["pattern"],
+                &*formats::IP_ADDRESS,
+            ),
         ];
         for (pattern, expected) in documented {
             assert_eq!(pattern.as_str(), Some(expected.as_str()));

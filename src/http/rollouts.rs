@@ -263,7 +263,10 @@ mod tests {
     #[test]
     fn an_audit_cursor_is_what_the_document_says() {
         assert_eq!(parse_audit_cursor("0"), Some(0));
-        assert_eq!(parse_audit_cursor("9999999999999999999"), Some(9_999_999_999_999_999_999));
+        assert_eq!(
+            parse_audit_cursor("9999999999999999999"),
+            Some(9_999_999_999_999_999_999)
+        );
         for bad in ["", "+5", "-1", " 5", "5 ", "1.0", "10000000000000000000"] {
             assert_eq!(parse_audit_cursor(bad), None, "{bad:?}");
         }

@@ -681,7 +681,12 @@ mod tests {
     #[test]
     fn an_epoch_is_a_whole_number_every_json_reader_carries_exactly() {
         let mut c = content(vec![]);
-        for (epoch, ok) in [(0, false), (1, true), (MAX_EPOCH, true), (MAX_EPOCH + 1, false)] {
+        for (epoch, ok) in [
+            (0, false),
+            (1, true),
+            (MAX_EPOCH, true),
+            (MAX_EPOCH + 1, false),
+        ] {
             c.epoch = epoch;
             match validate_content(&c) {
                 Ok(()) => assert!(ok, "{epoch}"),

@@ -59,8 +59,7 @@ fn ipv6() -> String {
 }
 
 /// decide's `ip`: an IPv4 or IPv6 address, or the empty string (no address).
-pub static IP_ADDRESS: LazyLock<String> =
-    LazyLock::new(|| format!("^(|{}|{})$", ipv4(), ipv6()));
+pub static IP_ADDRESS: LazyLock<String> = LazyLock::new(|| format!("^(|{}|{})$", ipv4(), ipv6()));
 
 /// An element of a rule's `ip_ranges`: an address, or an address with a prefix length
 /// (0–32 for IPv4, 0–128 for IPv6), without spaces.
@@ -84,9 +83,8 @@ const PRE_ID: &str = "(0|[1-9][0-9]{0,8}|[0-9]*[A-Za-z-][0-9A-Za-z-]*)";
 /// for `*`). At most 32 comparators, as the semver crate allows.
 pub static VERSION_REQ: LazyLock<String> = LazyLock::new(|| {
     let version = format!("{NUMBER}(\\.{NUMBER}(\\.{NUMBER}(-{PRE_ID}(\\.{PRE_ID})*)?)?)?");
-    let comparator = format!(
-        "((=|>|>=|<|<=|~|\\^)?{version}|{NUMBER}\\.[*xX]|{NUMBER}\\.{NUMBER}\\.[*xX])"
-    );
+    let comparator =
+        format!("((=|>|>=|<|<=|~|\\^)?{version}|{NUMBER}\\.[*xX]|{NUMBER}\\.{NUMBER}\\.[*xX])");
     format!("^(\\*|{comparator}( *, *{comparator}){{0,31}})$")
 });
 
@@ -116,8 +114,7 @@ fn country_alternatives() -> String {
 }
 
 /// An element of a rule's `countries`: an assigned ISO 3166-1 alpha-2 code, any case.
-pub static COUNTRY: LazyLock<String> =
-    LazyLock::new(|| format!("^({})$", country_alternatives()));
+pub static COUNTRY: LazyLock<String> = LazyLock::new(|| format!("^({})$", country_alternatives()));
 
 /// An element of a rule's `subdivisions`: an assigned country code, `-`, and 1 to 3 letters or
 /// digits (ISO 3166-2), any case.
@@ -173,7 +170,11 @@ mod tests {
                 let o = v6.octets();
                 let mixed = format!(
                     "{}:{}",
-                    s[..6].iter().map(|g| format!("{g:x}")).collect::<Vec<_>>().join(":"),
+                    s[..6]
+                        .iter()
+                        .map(|g| format!("{g:x}"))
+                        .collect::<Vec<_>>()
+                        .join(":"),
                     Ipv4Addr::new(o[12], o[13], o[14], o[15])
                 );
                 vec![v6.to_string(), full, padded, mixed]
@@ -263,17 +264,49 @@ mod tests {
 
     #[test]
     fn the_documented_examples_have_the_documented_forms() {
-        for ok in ["203.0.113.0/24", "2001:db8::/32", "198.51.100.7", "::ffff:10.0.0.0/104"] {
+        for ok in [
+            "203.0.113.0/24",
+            "2001:db8::/32",
+            "198.51.100.7",
+            "::ffff:10.0.0.0/104",
+        ] {
             assert!(is_ip_range(ok), "{ok}");
         }
-        for bad in ["10.0.0.0/33", " 10.0.0.0/8", "10.0.0.0/08", "010.0.0.0/8", "::/129", "10/8"] {
+        for bad in [
+            "10.0.0.0/33",
+            " 10.0.0.0/8",
+            "10.0.0.0/08",
+            "010.0.0.0/8",
+            "::/129",
+            "10/8",
+        ] {
             assert!(!is_ip_range(bad), "{bad}");
         }
-        for ok in ["<5.2.0", ">=5.0.0, <6.0.0", "5", "5.2", "5.2.*", "5.*", "~5.2.0", "^5.2.0",
-                   "=5.2.0", "<5.2.0-beta.1", "*", "5.x"] {
+        for ok in [
+            "<5.2.0",
+            ">=5.0.0, <6.0.0",
+            "5",
+            "5.2",
+            "5.2.*",
+            "5.*",
+            "~5.2.0",
+            "^5.2.0",
+            "=5.2.0",
+            "<5.2.0-beta.1",
+            "*",
+            "5.x",
+        ] {
             assert!(is_version_req(ok), "{ok}");
         }
-        for bad in ["", "<<5", "banana", "5.2.0+build", "05.1", ">= 5", "5.2-beta"] {
+        for bad in [
+            "",
+            "<<5",
+            "banana",
+            "5.2.0+build",
+            "05.1",
+            ">= 5",
+            "5.2-beta",
+        ] {
             assert!(!is_version_req(bad), "{bad}");
         }
     }

@@ -34,7 +34,8 @@ fn any_json() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
         any::<u64>().prop_map(Value::from),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
         any::<String>().prop_map(Value::from),
         "[0-9./:a-fA-F<>=^~*, -]{0,24}".prop_map(Value::from),
     ];
@@ -74,7 +75,15 @@ fn valid_conditions() -> impl Strategy<Value = Conditions> {
         prop::option::of(prop::collection::vec(".{1,20}", 1..3)),
     )
         .prop_map(
-            |(ip_ranges, countries, continents, subdivisions, platforms, app_version, user_keys)| {
+            |(
+                ip_ranges,
+                countries,
+                continents,
+                subdivisions,
+                platforms,
+                app_version,
+                user_keys,
+            )| {
                 Conditions {
                     ip_ranges,
                     countries,
@@ -113,7 +122,11 @@ fn valid_rollout() -> impl Strategy<Value = Rollout> {
         percentage(),
         "[A-Za-z0-9_-]{1,64}",
         rules,
-        (any::<bool>(), "[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}", 1u64..=34_560_000),
+        (
+            any::<bool>(),
+            "[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}",
+            1u64..=34_560_000,
+        ),
         1..=MAX_EPOCH,
         prop_oneof![
             Just(LegacySessions::Reject),
@@ -123,7 +136,18 @@ fn valid_rollout() -> impl Strategy<Value = Rollout> {
         1u64..1_000_000,
     )
         .prop_map(
-            |(key, description, enabled, percentage, salt, rules, sticky, epoch, legacy, version)| {
+            |(
+                key,
+                description,
+                enabled,
+                percentage,
+                salt,
+                rules,
+                sticky,
+                epoch,
+                legacy,
+                version,
+            )| {
                 Rollout {
                     key,
                     content: RolloutContent {

@@ -236,7 +236,11 @@ async fn null_in_a_merge_patch_is_refused_except_for_description() {
         json!({"version": [null], "updated_by": {"a": null}, "updated_at": false}),
     )
     .await;
-    assert_eq!(ignored.status(), StatusCode::OK, "ignored members are ignored");
+    assert_eq!(
+        ignored.status(),
+        StatusCode::OK,
+        "ignored members are ignored"
+    );
 }
 
 #[tokio::test]
