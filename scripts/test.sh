@@ -5,8 +5,9 @@
 # `promtool check metrics` / `check rules`, and a real Prometheus server that scrapes a running
 # Switchyard and evaluates every PromQL expression of dashboards/; both unpacked into
 # target/tools), wrk, valgrind — then runs every unit, integration and doc test, the criterion benches
-# once each in test mode, the chaos test (ignored by default), and a smoke run of the load
-# benchmark (bench/load.sh) on debug builds.
+# once each in test mode, the chaos test (ignored by default), schemathesis against the OpenAPI
+# document (tests/fuzz/schemathesis.sh), and a smoke run of the load benchmark (bench/load.sh) on
+# debug builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,6 +52,13 @@ if ! command -v valgrind >/dev/null 2>&1 || ! command -v callgrind_control >/dev
     || { as_root apt-get update >/dev/null && as_root apt-get install -y valgrind >/dev/null; }
 fi
 
+# python3's venv module (Debian ships it apart) for tests/fuzz/schemathesis.sh.
+if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  echo "== installing python3-venv"
+  as_root apt-get install -y python3-venv >/dev/null 2>&1 \
+    || { as_root apt-get update >/dev/null && as_root apt-get install -y python3-venv >/dev/null; }
+fi
+
 echo "== cargo test (unit, integration, doc, benches in test mode)"
 cargo test --all-targets --no-fail-fast
 cargo test --doc
@@ -60,6 +68,15 @@ cargo test --doc
 # bounded at 30 s, loopback only. Its numbers are printed (README "What we test under failure").
 echo "== chaos test (three replicas, Redis killed, restarted empty, flushed, under load)"
 cargo test --test api chaos -- --ignored --nocapture
+
+# The OpenAPI document against the service: schemathesis (pinned with hashes in
+# tests/fuzz/requirements.txt, installed into target/tools/venv), every check and phase, a fixed
+# seed and a bounded number of examples, on the debug binary just built. Any failure fails.
+echo "== schemathesis against /openapi.json (debug build)"
+tests/fuzz/schemathesis.sh >target/schemathesis.txt 2>&1 \
+  || { cat target/schemathesis.txt; echo "schemathesis found failures" >&2; exit 1; }
+tail -n 4 target/schemathesis.txt
+echo "schemathesis passed (report in target/schemathesis.txt)"
 
 # The load benchmark, every step with 1-second runs on the debug binaries just built, so that it
 # cannot rot (it fails on any non-2xx answer or a wrong enrollment count; speed is not judged).

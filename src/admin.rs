@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::catalog::Catalog;
 use crate::cookies::CookieSigner;
 use crate::rules::compile::{is_valid_key, validate_content};
-use crate::rules::model::{Sticky, StickyDraft};
+use crate::rules::model::{Sticky, StickyDraft, SERVER_KEPT};
 use crate::rules::{Flow, Rollout, RolloutContent, RolloutDraft, ValidationErrors};
 use crate::store::{
     Action, AuditPage, Change, ChangeRecord, EnrollmentPage, FieldChange, HistoryEntry,
@@ -192,7 +192,7 @@ fn epoch_after_delete(
     given: bool,
     last: crate::store::Retired,
 ) -> Result<u64, AdminError> {
-    let least = last.epoch + 1;
+    let least = last.epoch.saturating_add(1);
     match (given, epoch >= least) {
         (_, true) => Ok(epoch),
         (false, false) => Ok(least),
@@ -225,6 +225,10 @@ fn refuse_nulls(patch: &Value) -> Result<(), AdminError> {
                     } else {
                         format!("{path}.{k}")
                     };
+                    // A server-kept member is ignored whatever it holds, but is not null.
+                    if path.is_empty() && SERVER_KEPT.contains(&k.as_str()) && !v.is_null() {
+                        continue;
+                    }
                     walk(&at, v, problems);
                 }
             }

@@ -265,4 +265,112 @@ mod tests {
             Err(Rejection::Expired)
         );
     }
+
+    mod properties {
+        //! Property tests: no input makes verification panic, and no cookie but the one
+        //! signed — with this secret, for this rollout and epoch — is ever accepted.
+        use proptest::prelude::*;
+
+        use super::*;
+
+        const ROLLOUT: &str = "[a-z0-9][a-z0-9_-]{0,63}";
+
+        fn sticky_state() -> impl Strategy<Value = StickyState> {
+            (0..crate::rules::bucket::BUCKETS, any::<bool>())
+                .prop_map(|(bucket, stytch)| StickyState { bucket, stytch })
+        }
+
+        fn flow() -> impl Strategy<Value = Flow> {
+            prop_oneof![Just(Flow::Stytch), Just(Flow::Legacy)]
+        }
+
+        /// `value` with the byte at `at` (modulo its length) replaced by another printable
+        /// ASCII byte, or `None` when that is not possible.
+        fn altered(value: &str, at: usize, to: u8) -> String {
+            let mut bytes = value.as_bytes().to_vec();
+            let i = at % bytes.len();
+            bytes[i] = if bytes[i] == to {
+                b'!' + (to - b'!' + 1) % 94
+            } else {
+                to
+            };
+            String::from_utf8(bytes).expect("ASCII in, ASCII out")
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1000))]
+
+            #[test]
+            fn any_text_is_rejected_without_a_panic(value in any::<String>(), epoch in any::<u64>()) {
+                let s = signer();
+                prop_assert!(s.verify_sticky(&value, "stytch-login", epoch).is_err());
+                prop_assert!(s.verify_override(&value, "stytch-login", epoch, 0).is_err());
+            }
+
+            #[test]
+            fn text_shaped_like_a_cookie_is_rejected_without_a_panic(
+                value in "(s1|o1)\\.[a-z0-9.-]{0,20}\\.[0-9]{0,20}\\.[a-z0-9]{0,12}\\.[0-9-]{0,20}\\.[A-Za-z0-9_=-]{0,50}",
+            ) {
+                let s = signer();
+                prop_assert!(s.verify_sticky(&value, "stytch-login", 1).is_err());
+                prop_assert!(s.verify_override(&value, "stytch-login", 1, 0).is_err());
+            }
+
+            #[test]
+            fn a_sticky_cookie_altered_in_any_byte_is_never_accepted(
+                rollout in ROLLOUT, epoch in any::<u64>(), state in sticky_state(),
+                at in any::<usize>(), to in b'!'..=b'~',
+            ) {
+                let s = signer();
+                let value = s.sign_sticky(&rollout, epoch, state);
+                prop_assert_eq!(s.verify_sticky(&value, &rollout, epoch), Ok(state));
+                let forged = altered(&value, at, to);
+                prop_assert!(s.verify_sticky(&forged, &rollout, epoch).is_err(), "{forged} accepted");
+                prop_assert!(s.verify_sticky(&value[..value.len() - 1], &rollout, epoch).is_err());
+            }
+
+            #[test]
+            fn a_sticky_cookie_counts_only_for_its_secret_rollout_and_epoch(
+                rollout in ROLLOUT, other in ROLLOUT, epoch in any::<u64>(),
+                other_epoch in any::<u64>(), state in sticky_state(), secret in any::<[u8; 32]>(),
+            ) {
+                let s = signer();
+                let value = s.sign_sticky(&rollout, epoch, state);
+                let stranger = CookieSigner::new(&secret);
+                prop_assert_eq!(stranger.verify_sticky(&value, &rollout, epoch), Err(Rejection::BadSignature));
+                let theirs = stranger.sign_sticky(&rollout, epoch, state);
+                prop_assert_eq!(s.verify_sticky(&theirs, &rollout, epoch), Err(Rejection::BadSignature));
+                if other != rollout {
+                    prop_assert_eq!(s.verify_sticky(&value, &other, epoch), Err(Rejection::OtherRollout));
+                }
+                if other_epoch != epoch {
+                    prop_assert_eq!(s.verify_sticky(&value, &rollout, other_epoch), Err(Rejection::OtherEpoch));
+                }
+                prop_assert!(s.verify_override(&value, &rollout, epoch, 0).is_err());
+            }
+
+            #[test]
+            fn an_override_cookie_altered_or_misplaced_is_never_accepted(
+                rollout in ROLLOUT, other in ROLLOUT, epoch in any::<u64>(), other_epoch in any::<u64>(),
+                flow in flow(), expires in 1..i64::MAX, at in any::<usize>(), to in b'!'..=b'~',
+                secret in any::<[u8; 32]>(),
+            ) {
+                let s = signer();
+                let value = s.sign_override(&rollout, epoch, flow, expires);
+                prop_assert_eq!(s.verify_override(&value, &rollout, epoch, expires - 1), Ok(flow));
+                prop_assert_eq!(s.verify_override(&value, &rollout, epoch, expires), Err(Rejection::Expired));
+                let forged = altered(&value, at, to);
+                prop_assert!(s.verify_override(&forged, &rollout, epoch, expires - 1).is_err(), "{forged} accepted");
+                let stranger = CookieSigner::new(&secret);
+                prop_assert_eq!(stranger.verify_override(&value, &rollout, epoch, 0), Err(Rejection::BadSignature));
+                if other != rollout {
+                    prop_assert_eq!(s.verify_override(&value, &other, epoch, 0), Err(Rejection::OtherRollout));
+                }
+                if other_epoch != epoch {
+                    prop_assert_eq!(s.verify_override(&value, &rollout, other_epoch, 0), Err(Rejection::OtherEpoch));
+                }
+                prop_assert!(s.verify_sticky(&value, &rollout, epoch).is_err());
+            }
+        }
+    }
 }

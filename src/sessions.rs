@@ -257,4 +257,89 @@ mod tests {
             );
         }
     }
+
+    mod properties {
+        //! Property tests: no token makes classification panic; it is a function of the token
+        //! alone (same answer twice, with surrounding spaces, or another signature); only the
+        //! configured issuers classify as `stytch` or `legacy`.
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn classifiers() -> [Classifier; 2] {
+            let mut opaque_unknown = classifier();
+            opaque_unknown.opaque_tokens_are_legacy = false;
+            [classifier(), opaque_unknown]
+        }
+
+        /// A token shaped like a JWT: three segments, each base64url of arbitrary bytes or of
+        /// a JSON object, or arbitrary text.
+        fn jwt_like() -> impl Strategy<Value = String> {
+            let segment = prop_oneof![
+                any::<Vec<u8>>().prop_map(|b| URL_SAFE_NO_PAD.encode(b)),
+                "\\{\"(alg|iss|typ)\":(\"[a-z./:-]{0,30}\"|[0-9]+|null|\\{\\})\\}"
+                    .prop_map(|j| URL_SAFE_NO_PAD.encode(j)),
+                "[A-Za-z0-9_=%!-]{0,40}",
+            ];
+            (segment.clone(), segment.clone(), segment).prop_map(|(h, p, s)| format!("{h}.{p}.{s}"))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn any_token_is_classified_the_same_every_time(
+                token in prop_oneof![any::<String>(), jwt_like()],
+            ) {
+                for c in classifiers() {
+                    let source = c.classify(Some(&token));
+                    prop_assert_eq!(c.classify(Some(&token)), source);
+                    prop_assert_eq!(c.clone().classify(Some(&format!(" {token}\t"))), source);
+                    if token.trim().is_empty() {
+                        prop_assert_eq!(source, SessionSource::None);
+                    }
+                }
+            }
+
+            #[test]
+            fn a_token_that_is_not_a_jwt_is_opaque(token in "[^.\\s][^.]{0,200}") {
+                let [legacy, unknown] = classifiers();
+                prop_assert_eq!(legacy.classify(Some(&token)), SessionSource::Legacy);
+                prop_assert_eq!(unknown.classify(Some(&token)), SessionSource::Unknown);
+            }
+
+            #[test]
+            fn the_signature_does_not_change_the_class(
+                claims in "\\{\"iss\":\"(stytch\\.com/project-(live|test)-abc|https://auth\\.example\\.com|[a-z./:]{0,30})/?\"\\}",
+                sig in "[A-Za-z0-9_-]{1,80}",
+            ) {
+                let c = classifier();
+                let token = jwt(&claims);
+                let resigned = format!("{}.{sig}", token.rsplit_once('.').unwrap().0);
+                prop_assert_eq!(c.classify(Some(&resigned)), c.classify(Some(&token)));
+            }
+
+            #[test]
+            fn only_the_configured_issuers_are_stytch_or_legacy(
+                iss in prop_oneof![
+                    "[ -~]{0,40}",
+                    "(https://)?(stytch\\.com/project-live-abc|auth\\.example\\.com|stytch\\.com/)[ -~]{0,4}",
+                ],
+            ) {
+                let c = classifier();
+                let claims = serde_json::json!({ "iss": iss }).to_string();
+                let source = c.classify(Some(&jwt(&claims)));
+                let bare = iss.trim_end_matches('/');
+                let expected = match bare {
+                    "stytch.com/project-live-abc" => SessionSource::Stytch,
+                    "https://auth.example.com" => SessionSource::Legacy,
+                    _ if bare.strip_prefix("https://").unwrap_or(bare).starts_with("stytch.com/") => {
+                        SessionSource::Foreign
+                    }
+                    _ => SessionSource::Unknown,
+                };
+                prop_assert_eq!(source, expected, "{}", iss);
+            }
+        }
+    }
 }

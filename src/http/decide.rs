@@ -134,12 +134,7 @@ pub async fn decide(
     let request: DecideRequest = parse(&body.0)?;
     check_len("user_key", &request.user_key)?;
     check_len("device_id", &request.device_id)?;
-    let ip = match request
-        .ip
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
+    let ip = match request.ip.as_deref().filter(|s| !s.is_empty()) {
         Some(text) => Some(
             text.parse::<IpAddr>()
                 .map_err(|_| ApiError::invalid("ip", format!("invalid IP address '{text}'")))?,
@@ -205,5 +200,75 @@ mod tests {
         assert!(matches!(r.cookies.0[0].1 .0, Cow::Borrowed("v")));
         assert_eq!(r.cookies.cookie("sy_flow"), Some("v"));
         assert_eq!(r.cookies.cookie("other"), None);
+    }
+
+    mod properties {
+        //! Property tests of the decide body parser: no bytes make it panic, and what it
+        //! refuses is a 400 (not JSON) or a 422 (JSON of the wrong shape), in the error shape.
+        use actix_web::ResponseError;
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Bodies near a valid one: members of the request with values of every JSON type.
+        fn near_decide_body() -> impl Strategy<Value = Vec<u8>> {
+            let member = prop_oneof![
+                Just("rollout"),
+                Just("user_key"),
+                Just("device_id"),
+                Just("ip"),
+                Just("country"),
+                Just("platform"),
+                Just("app_version"),
+                Just("session_token"),
+                Just("cookies"),
+                Just("other"),
+            ];
+            let value = prop_oneof![
+                Just("null".to_string()),
+                Just("{}".to_string()),
+                Just("[]".to_string()),
+                Just("{\"sy_flow\":\"v\",\"sy_flow\":1}".to_string()),
+                any::<i64>().prop_map(|n| n.to_string()),
+                any::<f64>().prop_map(|f| f.to_string()),
+                any::<String>().prop_map(|s| serde_json::to_string(&s).unwrap()),
+                "\"(\\\\u[0-9a-fA-F]{4}|\\\\[nrt\"\\\\/]|[a-z])*\"",
+            ];
+            prop::collection::vec((member, value), 0..8).prop_map(|pairs| {
+                let members: Vec<String> =
+                    pairs.iter().map(|(m, v)| format!("\"{m}\":{v}")).collect();
+                format!("{{{}}}", members.join(",")).into_bytes()
+            })
+        }
+
+        fn check(bytes: &[u8]) -> Result<(), TestCaseError> {
+            if let Err(e) = parse::<DecideRequest>(bytes) {
+                let status = e.status_code().as_u16();
+                prop_assert!(status == 400 || status == 422, "{status} for {bytes:?}");
+                let code = e.code();
+                prop_assert!(
+                    (status, code) == (400, "malformed_json")
+                        || (status, code) == (422, "validation_failed"),
+                    "{status} {code}"
+                );
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn no_bytes_make_the_decide_parser_panic(bytes in any::<Vec<u8>>()) {
+                check(&bytes)?;
+            }
+
+            #[test]
+            fn bodies_near_a_valid_one_are_read_or_refused_in_the_error_shape(
+                bytes in near_decide_body(),
+            ) {
+                check(&bytes)?;
+            }
+        }
     }
 }

@@ -117,4 +117,39 @@ mod tests {
             }
         }
     }
+
+    /// The formats the document states as patterns are the service's own
+    /// (`crate::rules::formats`, where property tests hold them to the parsers).
+    #[test]
+    fn documents_the_formats_the_service_checks() {
+        use crate::rules::formats;
+        let doc = document();
+        let schemas = &doc["components"]["schemas"];
+        let conditions = &schemas["Conditions"]["properties"];
+        let documented = [
+            (
+                &conditions["ip_ranges"]["items"]["pattern"],
+                &*formats::IP_RANGE,
+            ),
+            (
+                &conditions["countries"]["items"]["pattern"],
+                &*formats::COUNTRY,
+            ),
+            (
+                &conditions["subdivisions"]["items"]["pattern"],
+                &*formats::SUBDIVISION,
+            ),
+            (
+                &conditions["app_version"]["pattern"],
+                &*formats::VERSION_REQ,
+            ),
+            (
+                &schemas["DecideRequest"]["properties"]["ip"]["pattern"],
+                &*formats::IP_ADDRESS,
+            ),
+        ];
+        for (pattern, expected) in documented {
+            assert_eq!(pattern.as_str(), Some(expected.as_str()));
+        }
+    }
 }

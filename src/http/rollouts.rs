@@ -222,6 +222,14 @@ struct AuditList {
     next_cursor: Option<String>,
 }
 
+/// An audit cursor as openapi.json documents it, `^[0-9]{1,19}$` (every such number fits a
+/// u64; `+5` or 20 digits, which `u64::from_str` would also read or refuse by value, are not
+/// cursors).
+fn parse_audit_cursor(text: &str) -> Option<u64> {
+    let digits = (1..=19).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit());
+    digits.then(|| text.parse().ok()).flatten()
+}
+
 pub async fn audit(
     _: Authorized<ReadScope>,
     state: web::Data<AppState>,
@@ -234,7 +242,7 @@ pub async fn audit(
     };
     let before = match query.cursor.as_deref() {
         None => None,
-        Some(text) => Some(text.parse::<u64>().map_err(|_| {
+        Some(text) => Some(parse_audit_cursor(text).ok_or_else(|| {
             ApiError::invalid(
                 "cursor",
                 format!("invalid cursor '{text}': pass a next_cursor"),
@@ -246,4 +254,21 @@ pub async fn audit(
         audit: page.records,
         next_cursor: page.next_cursor.map(|c| c.to_string()),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_audit_cursor;
+
+    #[test]
+    fn an_audit_cursor_is_what_the_document_says() {
+        assert_eq!(parse_audit_cursor("0"), Some(0));
+        assert_eq!(
+            parse_audit_cursor("9999999999999999999"),
+            Some(9_999_999_999_999_999_999)
+        );
+        for bad in ["", "+5", "-1", " 5", "5 ", "1.0", "10000000000000000000"] {
+            assert_eq!(parse_audit_cursor(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -13,6 +13,7 @@ use semver::VersionReq;
 
 use super::bucket::BasisPoints;
 use super::country::parse_country;
+use super::formats;
 use super::location::Code;
 use super::model::{Conditions, Flow, LegacySessions, Outcome, Rollout, RolloutContent};
 
@@ -59,6 +60,10 @@ impl Problems {
         });
     }
 }
+
+/// The largest epoch: the largest whole number a JSON number carries exactly, so that every
+/// client reads it right and "one above a deleted rollout's epoch" never overflows.
+pub const MAX_EPOCH: u64 = (1 << 53) - 1;
 
 /// The continents a rule may name.
 pub const CONTINENTS: [&str; 7] = ["AF", "AN", "AS", "EU", "NA", "OC", "SA"];
@@ -313,8 +318,8 @@ fn compile_content(
             ),
         );
     }
-    if content.epoch == 0 {
-        problems.add("epoch", "must be at least 1");
+    if !(1..=MAX_EPOCH).contains(&content.epoch) {
+        problems.add("epoch", format!("must be between 1 and {MAX_EPOCH}"));
     }
     if !is_valid_cookie_name(&content.sticky.cookie_name) {
         problems.add(
@@ -430,7 +435,9 @@ fn list<T>(
 }
 
 fn parse_network(text: &str) -> Result<IpNet, String> {
-    let text = text.trim();
+    if !formats::is_ip_range(text) {
+        return Err(format!("invalid CIDR '{text}'"));
+    }
     text.parse::<IpNet>()
         .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
         .map_err(|_| format!("invalid CIDR '{text}'"))
@@ -485,8 +492,10 @@ pub fn parse_version_req(text: &str) -> Result<VersionReq, semver::Error> {
         .split(',')
         .map(|part| {
             let part = part.trim();
-            let bare =
-                part.starts_with(|c: char| c.is_ascii_digit()) && !part.contains(['*', 'x', 'X']);
+            // A wildcard is in the version's numbers, not its pre-release (`5.2.0-x1` is bare).
+            let numbers = part.split(['-', '+']).next().unwrap_or(part);
+            let bare = part.starts_with(|c: char| c.is_ascii_digit())
+                && !numbers.contains(['*', 'x', 'X']);
             if bare {
                 format!("={part}")
             } else {
@@ -495,6 +504,20 @@ pub fn parse_version_req(text: &str) -> Result<VersionReq, semver::Error> {
         })
         .collect();
     VersionReq::parse(&exact.join(", "))
+}
+
+/// A rule's `app_version`: a requirement of the documented form ([`formats::VERSION_REQ`]),
+/// read as [`parse_version_req`] reads it. The semver crate alone takes more (build metadata,
+/// spaces after an operator, numbers past 9 digits) than the API promises.
+fn parse_app_version_req(text: &str) -> Result<VersionReq, String> {
+    let parsed = parse_version_req(text).map_err(|e| e.to_string());
+    if formats::is_version_req(text) {
+        parsed
+    } else {
+        Err(parsed.err().unwrap_or_else(|| {
+            "expected comparators such as '>=5.0.0, <6.0.0', '~5.2', '5.2.*' or '5.2.0'".into()
+        }))
+    }
 }
 
 fn compile_conditions(at: &str, when: &Conditions, problems: &mut Problems) -> Vec<Condition> {
@@ -527,11 +550,11 @@ fn compile_conditions(at: &str, when: &Conditions, problems: &mut Problems) -> V
         out.push(Condition::Platforms(p));
     }
     if let Some(req) = &when.app_version {
-        match parse_version_req(req) {
+        match parse_app_version_req(req) {
             Ok(req) => out.push(Condition::AppVersion(req)),
-            Err(e) => problems.add(
+            Err(why) => problems.add(
                 format!("{at}.app_version"),
-                format!("invalid semver requirement '{req}': {e}"),
+                format!("invalid semver requirement '{req}': {why}"),
             ),
         }
     }
@@ -652,6 +675,23 @@ mod tests {
             let mut c = content(vec![]);
             c.percentage = bad;
             assert_eq!(fields(validate_content(&c)), ["percentage"], "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_epoch_is_a_whole_number_every_json_reader_carries_exactly() {
+        let mut c = content(vec![]);
+        for (epoch, ok) in [
+            (0, false),
+            (1, true),
+            (MAX_EPOCH, true),
+            (MAX_EPOCH + 1, false),
+        ] {
+            c.epoch = epoch;
+            match validate_content(&c) {
+                Ok(()) => assert!(ok, "{epoch}"),
+                Err(e) => assert_eq!((ok, e.0[0].field.as_str()), (false, "epoch")),
+            }
         }
     }
 

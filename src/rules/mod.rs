@@ -5,8 +5,11 @@ pub mod bucket;
 pub mod compile;
 pub mod country;
 pub mod evaluate;
+pub mod formats;
 pub mod location;
 pub mod model;
+#[cfg(test)]
+mod rollout_properties;
 pub mod wording;
 
 pub use bucket::{bucket_of, BasisPoints};

@@ -241,12 +241,34 @@ pub struct RolloutDraft {
     pub epoch: Option<u64>,
     #[serde(default, deserialize_with = "present")]
     pub legacy_sessions: Option<LegacySessions>,
-    #[serde(default, rename = "version")]
-    pub _version: Option<serde::de::IgnoredAny>,
-    #[serde(default, rename = "updated_at")]
-    pub _updated_at: Option<serde::de::IgnoredAny>,
-    #[serde(default, rename = "updated_by")]
-    pub _updated_by: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "version", deserialize_with = "present")]
+    pub _version: Option<ServerKept>,
+    #[serde(default, rename = "updated_at", deserialize_with = "present")]
+    pub _updated_at: Option<ServerKept>,
+    #[serde(default, rename = "updated_by", deserialize_with = "present")]
+    pub _updated_by: Option<ServerKept>,
+}
+
+/// The members of a rollout the server keeps (`version`, `updated_at`, `updated_by`): a draft
+/// may carry them back as fetched, and they are ignored.
+pub const SERVER_KEPT: [&str; 3] = ["version", "updated_at", "updated_by"];
+
+/// Why a server-kept member may not be `null`, in the API's words.
+pub const SERVER_KEPT_NULL: &str =
+    "must not be null: it is kept by the server and ignored here; leave it out or send it as fetched";
+
+/// A server-kept member sent back: any value but `null` (which is no value, as everywhere but
+/// `description`), and ignored.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerKept;
+
+impl<'de> Deserialize<'de> for ServerKept {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match Option::<serde::de::IgnoredAny>::deserialize(deserializer)? {
+            Some(_) => Ok(ServerKept),
+            None => Err(serde::de::Error::custom(SERVER_KEPT_NULL)),
+        }
+    }
 }
 
 /// A member that may be left out but, when present, must not be `null` (SPEC §4: only

@@ -83,6 +83,9 @@ pub fn explain(path: &str, error: &impl std::fmt::Display) -> String {
     if let Some(rest) = raw.strip_prefix("unknown field ") {
         return format!("unknown member {}", rest.replace('`', "'"));
     }
+    if raw == super::model::SERVER_KEPT_NULL {
+        return raw.to_string();
+    }
     if raw.starts_with("missing field ") {
         return "required".to_string();
     }

@@ -3,6 +3,7 @@
 mod chaos;
 mod cli;
 mod cookies;
+mod decide_fuzz;
 mod errors;
 mod evaluation;
 mod geoip;

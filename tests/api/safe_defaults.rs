@@ -210,6 +210,37 @@ async fn null_in_a_merge_patch_is_refused_except_for_description() {
     )
     .await;
     assert_eq!(invalid(refused).await[0].0, "rules[0].when.countries");
+    // Server-kept members are ignored whatever they hold, but are not null either (as
+    // openapi.json says), in a create, a replace and a merge patch alike.
+    for (method, path) in [
+        (Method::POST, "/v1/rollouts"),
+        (Method::PUT, "/v1/rollouts/r"),
+        (Method::PATCH, "/v1/rollouts/r"),
+    ] {
+        for member in ["version", "updated_at", "updated_by"] {
+            let mut body = json!({"key": "r2"});
+            if method != Method::POST {
+                body = json!({});
+            }
+            body[member] = Value::Null;
+            let refused = send_json(&app, method.clone(), path, body).await;
+            let details = invalid(refused).await;
+            assert_eq!(details[0].0, member, "{method} {member}");
+            assert!(details[0].1.contains("null"), "{details:?}");
+        }
+    }
+    let ignored = send_json(
+        &app,
+        Method::PATCH,
+        "/v1/rollouts/r",
+        json!({"version": [null], "updated_by": {"a": null}, "updated_at": false}),
+    )
+    .await;
+    assert_eq!(
+        ignored.status(),
+        StatusCode::OK,
+        "ignored members are ignored"
+    );
 }
 
 #[tokio::test]
