@@ -52,6 +52,7 @@ use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 use tokio::sync::Notify;
 
 use super::dataset::{Dataset, UserKeys};
+use super::file;
 use super::{
     AuditPage, Change, ChangeListener, ChangeRecord, EnrollmentPage, HistoryEntry, Loaded, Retired,
     RolloutStore, StoreError,
@@ -281,7 +282,7 @@ impl RedisStore {
         // `rediss://` needs a TLS crypto provider; several may be compiled in, so pick one.
         // (An error only means one is installed already.)
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let mirror = Dataset::read(&options.path)?.unwrap_or_else(Dataset::empty);
+        let mirror = file::read_dataset(&options.path)?.unwrap_or_else(Dataset::empty);
         let keys = Keys::new(&options.prefix);
         Ok(RedisStore {
             inner: Arc::new(Inner {
@@ -824,18 +825,12 @@ impl Inner {
         loop {
             self.mirror_dirty.notified().await;
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let bytes = match self.mirror.lock().await.to_bytes() {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot serialise the last-known copy");
-                    continue;
-                }
-            };
+            let copy = self.mirror.lock().await.clone();
             let path = self.options.path.clone();
             let result =
-                tokio::task::spawn_blocking(move || Dataset::write_atomically(&path, &bytes)).await;
-            if !matches!(result, Ok(Ok(()))) {
-                tracing::error!(path = %self.options.path.display(), "cannot write the last-known copy");
+                tokio::task::spawn_blocking(move || file::write_dataset(&path, &copy)).await;
+            if let Err(e) = result.map_err(unavailable).and_then(|saved| saved) {
+                tracing::error!(path = %self.options.path.display(), error = %e, "cannot write the last-known copy");
             }
         }
     }

@@ -35,7 +35,7 @@ fn live_config(dir: &Path, extra: &str) -> std::path::PathBuf {
 [server]
 bind = "127.0.0.1:0"
 [store]
-path = "{data}/switchyard.json"
+path = "{data}/switchyard.redb"
 [cookies]
 secret = "{GOOD_SECRET}"
 [stytch]
