@@ -52,6 +52,9 @@ const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 /// The layout of the tables this build reads and writes (`meta` key `schema`).
 const SCHEMA: &str = "1";
 
+/// How long an open waits for another holder of the file to let it go.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// The first bytes of every redb file.
 const MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
 
@@ -546,21 +549,34 @@ fn open_database(path: &Path) -> Result<Opened, StoreError> {
     // anyway to load enrollments), so that a file altered outside redb is refused here rather
     // than failing later. Should redb still panic on some damage, that is a corrupt file too,
     // not a crash of the service.
-    let opened = std::panic::catch_unwind(|| {
-        Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .set_check_integrity_on_open(true)
-            .open(path)
-    })
-    .map_err(|panic| {
-        let why = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "unreadable".into());
-        refused(redb::Error::Corrupted(why))
-    })?
-    .map_err(|e| refused(e.into()))?;
+    let open = || {
+        std::panic::catch_unwind(|| {
+            Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .set_check_integrity_on_open(true)
+                .open(path)
+        })
+    };
+    // The file is locked while open. An instance that is stopping (a restart in the same
+    // process) lets go within moments; another process that holds it is an error.
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    let mut attempt = open();
+    while matches!(attempt, Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)))
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        attempt = open();
+    }
+    let opened = attempt
+        .map_err(|panic| {
+            let why = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unreadable".into());
+            refused(redb::Error::Corrupted(why))
+        })?
+        .map_err(|e| refused(e.into()))?;
     let schema = {
         let tx = opened.begin_read().map_err(|e| refused(e.into()))?;
         let meta = tx.open_table(META).map_err(|e| refused(e.into()))?;

@@ -279,3 +279,94 @@ async fn a_store_file_holding_an_invalid_rollout_stops_startup_naming_the_file()
         "{error}"
     );
 }
+
+/// Fills a store with something of everything: versions, a rollback, a delete, enrollments.
+async fn fill(app: &TestApp) {
+    app.create_rollout(rollout("web", 20.0, json!([]))).await;
+    app.patch_rollout("web", json!({"percentage": 30})).await;
+    let rolled = app
+        .post(
+            "/v1/rollouts/web/rollback",
+            ADMIN_TOKEN,
+            &json!({"version": 1}),
+        )
+        .await;
+    assert_eq!(rolled.status(), StatusCode::OK);
+    app.create_rollout(rollout("gone", 5.0, json!([]))).await;
+    assert_eq!(app.enroll("gone", "zoe").await, StatusCode::CREATED);
+    let deleted = app
+        .send(Method::DELETE, "/v1/rollouts/gone", Some(ADMIN_TOKEN), None)
+        .await;
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    for user in ["alice", "bob", "carol@example.com"] {
+        assert_eq!(app.enroll("web", user).await, StatusCode::CREATED);
+    }
+}
+
+/// A JSON store file as earlier builds wrote it, holding what a filled store holds; and the
+/// API's view of that store.
+async fn an_old_json_store() -> (Vec<u8>, Value) {
+    let app = spawn_app().await;
+    fill(&app).await;
+    let seen = snapshot(&app).await;
+    app.stop().await;
+    let data = file::read_dataset(&app.settings.store.path)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (data.rollouts.len(), data.audit.len(), data.retired.len()),
+        (2, 6, 1),
+        "the default rollout and web; six changes; gone deleted"
+    );
+    (data.to_bytes().unwrap(), seen)
+}
+
+#[tokio::test]
+async fn a_json_store_file_beside_a_missing_database_is_migrated_once_and_kept_as_bak() {
+    let (old, seen) = an_old_json_store().await;
+    // A data folder as an earlier build left it: the JSON file under the old default name,
+    // beside where the database goes.
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    std::fs::write(dir.path().join("switchyard.json"), &old).unwrap();
+    let settings = test_settings(dir.path());
+    let migrated = spawn_with(settings.clone(), dir.clone()).await;
+    assert_eq!(snapshot(&migrated).await, seen);
+    migrated.stop().await;
+    assert_eq!(
+        entries(dir.path()),
+        ["switchyard.json.bak", "switchyard.redb"]
+    );
+    assert!(std::fs::read(dir.path().join("switchyard.json.bak")).unwrap() == old);
+    // Everything, counted: the database holds what the JSON file held.
+    let imported = file::read_dataset(&settings.store.path).unwrap().unwrap();
+    let expected: Dataset = serde_json::from_slice(&old).unwrap();
+    assert_eq!(imported, expected);
+
+    // A second start does not migrate again, even with a JSON file back under the old name.
+    std::fs::write(dir.path().join("switchyard.json"), &old).unwrap();
+    let app = spawn_with(settings.clone(), dir.clone()).await;
+    app.patch_rollout("web", json!({"percentage": 40})).await;
+    let changed = snapshot(&app).await;
+    let app = app.restart().await;
+    assert_eq!(snapshot(&app).await, changed);
+    assert!(std::fs::read(dir.path().join("switchyard.json")).unwrap() == old);
+}
+
+#[tokio::test]
+async fn a_store_path_naming_a_json_store_file_is_migrated_in_place() {
+    use std::os::unix::fs::PermissionsExt;
+    let (old, seen) = an_old_json_store().await;
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut settings = test_settings(dir.path());
+    settings.store.path = dir.path().join("rules.json");
+    std::fs::write(&settings.store.path, &old).unwrap();
+    let app = spawn_with(settings.clone(), dir.clone()).await;
+    assert_eq!(snapshot(&app).await, seen);
+    app.stop().await;
+    assert_eq!(entries(dir.path()), ["rules.json", "rules.json.bak"]);
+    assert!(std::fs::read(dir.path().join("rules.json.bak")).unwrap() == old);
+    let path = &settings.store.path;
+    assert_eq!(file::Content::of(path).unwrap(), file::Content::Database);
+    let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
