@@ -6,7 +6,6 @@
   gen.py mint URL TOKEN N ROLLOUT     N valid sticky cookie values, minted by the service itself
   gen.py bodies COOKIES N ROLLOUT     N varied decide request bodies, one JSON per line
   gen.py rollouts URL TOKEN N         create N rollouts, each with a few rules and its own cookie
-  gen.py enroll STORE ROLLOUT N       add N enrollments to ROLLOUT in an embedded store file
   gen.py freeport                     a free TCP port on 127.0.0.1
 """
 
@@ -153,20 +152,6 @@ def rollouts(url, token, n):
             sys.exit(f"gen.py rollouts: {status} {answer}")
 
 
-def enroll(store_path, key, n):
-    """Adds N enrollments straight into the store file (the service is stopped): the embedded
-    store rewrites its whole file per enrollment, so a million PUTs are out of the question."""
-    with open(store_path) as f:
-        data = json.load(f)
-    if key not in data["rollouts"]:
-        sys.exit(f"gen.py enroll: no rollout '{key}' in {store_path}")
-    users = set(data.get("enrollments", {}).get(key, []))
-    users.update(f"user-{i:07d}@example.com" for i in range(n))
-    data.setdefault("enrollments", {})[key] = sorted(users)
-    with open(store_path, "w") as f:
-        json.dump(data, f, separators=(",", ":"))
-
-
 def freeport():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -187,8 +172,6 @@ def main(argv):
         bodies(args[0], int(args[1]), args[2])
     elif cmd == "rollouts":
         rollouts(args[0], args[1], int(args[2]))
-    elif cmd == "enroll":
-        enroll(args[0], args[1], int(args[2]))
     elif cmd == "freeport":
         freeport()
     else:

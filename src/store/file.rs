@@ -484,6 +484,38 @@ impl StoreFile {
         })
     }
 
+    /// Enrolls many users of an existing rollout in one transaction (bulk loads); returns how
+    /// many were new.
+    pub fn enroll_all(
+        &self,
+        key: &str,
+        user_keys: impl IntoIterator<Item = String>,
+    ) -> Result<u64, StoreError> {
+        self.write(|tx| {
+            if tx
+                .open_table(ROLLOUTS)
+                .map_err(down)?
+                .get(key)
+                .map_err(down)?
+                .is_none()
+            {
+                return Err(StoreError::NotFound(key.to_string()));
+            }
+            let mut enrollments = tx.open_table(ENROLLMENTS).map_err(down)?;
+            let mut added = 0;
+            for user_key in user_keys {
+                if enrollments
+                    .insert((key, user_key.as_str()), ())
+                    .map_err(down)?
+                    .is_none()
+                {
+                    added += 1;
+                }
+            }
+            Ok((added, added > 0))
+        })
+    }
+
     /// Everything the database holds, as one value.
     pub fn export(&self) -> Result<Dataset, StoreError> {
         match self.reader() {
