@@ -981,8 +981,8 @@ async fn a_store_that_cannot_save_answers_503_and_decisions_keep_working() {
         (Some("stytch"), Some("percentage"))
     );
 
-    // Reads are answered from memory: they say nothing about the disk, and the gauge stays
-    // down until a save succeeds again.
+    // Reads (from the open database) say nothing about whether the disk takes writes: the
+    // gauge stays down until a save succeeds again.
     app.get_json("/v1/rollouts/r/history", READ_TOKEN).await;
     app.get_json("/v1/audit", READ_TOKEN).await;
     let samples = app.metrics().await;
