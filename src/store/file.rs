@@ -840,3 +840,126 @@ pub fn write_dataset(path: &Path, data: &Dataset) -> Result<(), StoreError> {
         Content::Missing | Content::Other => StoreFile::create_with(path, data).map(drop),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::model::{LegacySessions, RolloutContent, Sticky};
+    use crate::store::Action;
+
+    fn rollout(key: &str, version: u64) -> Rollout {
+        Rollout {
+            key: key.into(),
+            content: RolloutContent {
+                description: String::new(),
+                enabled: true,
+                percentage: 10.0,
+                salt: "s".into(),
+                rules: Vec::new(),
+                sticky: Sticky::default(),
+                epoch: 1,
+                legacy_sessions: LegacySessions::Reject,
+            },
+            version,
+            updated_at: chrono::Utc::now(),
+            updated_by: "t".into(),
+        }
+    }
+
+    fn create(file: &StoreFile, key: &str) {
+        file.commit(Change {
+            key: key.into(),
+            expected_version: None,
+            next: Some(rollout(key, 1)),
+            record: ChangeRecord {
+                rollout: key.into(),
+                version: 1,
+                action: Action::Created,
+                actor: "t".into(),
+                at: chrono::Utc::now(),
+                changes: Vec::new(),
+                restored_version: None,
+            },
+            previous_epoch: None,
+        })
+        .unwrap();
+    }
+
+    fn page(file: &StoreFile, key: &str, cursor: Option<&str>, limit: usize) -> EnrollmentPage {
+        file.enrollments(key, cursor, limit).unwrap()
+    }
+
+    #[test]
+    fn enrollments_of_keys_that_prefix_each_other_stay_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = StoreFile::open(dir.path().join("s.redb")).unwrap();
+        for key in ["a", "ab", "b"] {
+            create(&file, key);
+        }
+        for (key, user) in [("a", "z"), ("ab", "a"), ("a", "m"), ("b", ""), ("ab", "b")] {
+            assert!(file.set_enrolled(key, user, true).unwrap());
+        }
+        assert!(!file.set_enrolled("a", "m", true).unwrap(), "idempotent");
+        assert_eq!(page(&file, "a", None, 10).user_keys, ["m", "z"]);
+        assert_eq!(page(&file, "ab", None, 10).user_keys, ["a", "b"]);
+        assert_eq!(page(&file, "b", None, 10).user_keys, [""]);
+        let first = page(&file, "ab", None, 1);
+        assert_eq!(
+            (first.user_keys, first.next_cursor.as_deref()),
+            (vec!["a".to_string()], Some("a"))
+        );
+        assert_eq!(page(&file, "ab", Some("a"), 1).next_cursor, None);
+        assert!(matches!(
+            file.set_enrolled("nope", "u", true),
+            Err(StoreError::NotFound(_))
+        ));
+        let loaded = file.load().unwrap();
+        let counts: Vec<(&str, usize)> = loaded
+            .enrollments
+            .iter()
+            .map(|(k, users)| (k.as_str(), users.len()))
+            .collect();
+        assert_eq!(counts, [("a", 2), ("ab", 2), ("b", 1)]);
+    }
+
+    #[test]
+    fn a_file_removed_while_open_is_written_again_on_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let file = StoreFile::open(&path).unwrap();
+        assert!(!path.exists(), "nothing is written before the first write");
+        create(&file, "r");
+        assert!(file.set_enrolled("r", "alice", true).unwrap());
+        std::fs::remove_file(&path).unwrap();
+        assert!(file.set_enrolled("r", "bob", true).unwrap());
+        drop(file);
+        let again = read_dataset(&path).unwrap().unwrap();
+        assert_eq!(again.rollouts.len(), 1);
+        assert_eq!(
+            again.enrollments["r"].iter().collect::<Vec<_>>(),
+            ["alice", "bob"]
+        );
+        assert_eq!(again.audit.len(), 1);
+    }
+
+    #[test]
+    fn a_whole_dataset_goes_in_and_comes_out_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let file = StoreFile::open(&path).unwrap();
+        create(&file, "r");
+        create(&file, "q");
+        file.set_enrolled("q", "u", true).unwrap();
+        let mut data = file.export().unwrap();
+        data.generation = Some("g-1".into());
+        drop(file);
+        let copy = dir.path().join("copy.redb");
+        write_dataset(&copy, &data).unwrap();
+        assert_eq!(read_dataset(&copy).unwrap(), Some(data.clone()));
+        // A second write replaces everything, in place.
+        data.rollouts.remove("q");
+        data.enrollments.clear();
+        write_dataset(&copy, &data).unwrap();
+        assert_eq!(read_dataset(&copy).unwrap(), Some(data));
+    }
+}
