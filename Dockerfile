@@ -17,7 +17,7 @@ COPY geoip/README.md geoip/LICENSE-MaxMind-test-data.md /app/geoip/
 WORKDIR /app
 # Embedded store by default; its folder also holds the generated admin token and cookie secret.
 ENV SWITCHYARD__SERVER__BIND=0.0.0.0:8080 \
-    SWITCHYARD__STORE__PATH=/data/switchyard.json
+    SWITCHYARD__STORE__PATH=/data/switchyard.redb
 USER switchyard
 VOLUME ["/data"]
 EXPOSE 8080

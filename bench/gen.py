@@ -9,7 +9,6 @@
   gen.py replay URL TOKEN FILE N      POST N bodies of FILE (cycling) to URL/v1/decide, one after
                                       another on one keep-alive connection; any non-200 fails
   gen.py rollouts URL TOKEN N         create N rollouts, each with a few rules and its own cookie
-  gen.py enroll STORE ROLLOUT N       add N enrollments to ROLLOUT in an embedded store file
   gen.py freeport                     a free TCP port on 127.0.0.1
 """
 
@@ -222,20 +221,6 @@ def rollouts(url, token, n):
             sys.exit(f"gen.py rollouts: {status} {answer}")
 
 
-def enroll(store_path, key, n):
-    """Adds N enrollments straight into the store file (the service is stopped): the embedded
-    store rewrites its whole file per enrollment, so a million PUTs are out of the question."""
-    with open(store_path) as f:
-        data = json.load(f)
-    if key not in data["rollouts"]:
-        sys.exit(f"gen.py enroll: no rollout '{key}' in {store_path}")
-    users = set(data.get("enrollments", {}).get(key, []))
-    users.update(f"user-{i:07d}@example.com" for i in range(n))
-    data.setdefault("enrollments", {})[key] = sorted(users)
-    with open(store_path, "w") as f:
-        json.dump(data, f, separators=(",", ":"))
-
-
 def freeport():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -260,8 +245,6 @@ def main(argv):
         replay(args[0], args[1], args[2], int(args[3]))
     elif cmd == "rollouts":
         rollouts(args[0], args[1], int(args[2]))
-    elif cmd == "enroll":
-        enroll(args[0], args[1], int(args[2]))
     elif cmd == "freeport":
         freeport()
     else:

@@ -792,7 +792,7 @@ mod tests {
     #[tokio::test]
     async fn a_create_that_missed_a_delete_continues_after_it() {
         let dir = tempfile::tempdir().unwrap();
-        let store = EmbeddedStore::open(dir.path().join("switchyard.json")).unwrap();
+        let store = EmbeddedStore::open(dir.path().join("switchyard.redb")).unwrap();
         let metrics = Arc::new(Metrics::new());
         let admin = Admin::new(
             Arc::new(ReadBeforeTheDelete(store)),

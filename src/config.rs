@@ -145,7 +145,7 @@ impl Default for StoreSettings {
     fn default() -> Self {
         StoreSettings {
             backend: Backend::Embedded,
-            path: PathBuf::from("data/switchyard.json"),
+            path: PathBuf::from("data/switchyard.redb"),
             url: SecretString::from("redis://127.0.0.1:6379"),
             prefix: "switchyard".into(),
             cluster: false,

@@ -131,6 +131,35 @@ impl<'de> Deserialize<'de> for UserKeys {
     }
 }
 
+/// The compare of compare-and-set, the one rule every backend follows: `change` may apply to a
+/// rollout now at version `current` (`None`: there is none) whose key was last deleted as
+/// `retired`.
+pub fn check_change(
+    change: &Change,
+    current: Option<u64>,
+    retired: Option<Retired>,
+) -> Result<(), StoreError> {
+    match (change.expected_version, current) {
+        (None, Some(_)) => Err(StoreError::AlreadyExists(change.key.clone())),
+        (Some(_), None) => Err(StoreError::NotFound(change.key.clone())),
+        (Some(expected), Some(current)) if expected != current => {
+            Err(StoreError::VersionMismatch {
+                key: change.key.clone(),
+                expected,
+                current,
+            })
+        }
+        (None, None) => match retired {
+            Some(last) if change.record.version <= last.version => Err(StoreError::Retired {
+                key: change.key.clone(),
+                last,
+            }),
+            _ => Ok(()),
+        },
+        _ => Ok(()),
+    }
+}
+
 /// What a change replaced, so it can be put back if saving fails.
 pub struct Undo {
     key: String,
@@ -263,26 +292,11 @@ impl Dataset {
     /// Checks the change's expected version against this dataset (the compare of
     /// compare-and-set).
     pub fn check(&self, change: &Change) -> Result<(), StoreError> {
-        let current = self.rollouts.get(&change.key).map(|r| r.version);
-        match (change.expected_version, current) {
-            (None, Some(_)) => Err(StoreError::AlreadyExists(change.key.clone())),
-            (Some(_), None) => Err(StoreError::NotFound(change.key.clone())),
-            (Some(expected), Some(current)) if expected != current => {
-                Err(StoreError::VersionMismatch {
-                    key: change.key.clone(),
-                    expected,
-                    current,
-                })
-            }
-            (None, None) => match self.retired.get(&change.key) {
-                Some(&last) if change.record.version <= last.version => Err(StoreError::Retired {
-                    key: change.key.clone(),
-                    last,
-                }),
-                _ => Ok(()),
-            },
-            _ => Ok(()),
-        }
+        check_change(
+            change,
+            self.rollouts.get(&change.key).map(|r| r.version),
+            self.retired.get(&change.key).copied(),
+        )
     }
 
     /// Compare-and-set: applies `change` if its expected version holds; returns how to undo it.

@@ -8,6 +8,8 @@
 
 pub mod dataset;
 pub mod embedded;
+pub mod file;
+pub mod migration;
 pub mod redis;
 
 use async_trait::async_trait;
@@ -237,6 +239,14 @@ pub enum StoreError {
         path: String,
         #[source]
         source: serde_json::Error,
+    },
+    /// The database file exists but cannot be opened as one (corrupt, or another process
+    /// holds it).
+    #[error("cannot open the store database {path}: {source}")]
+    Database {
+        path: String,
+        #[source]
+        source: redb::Error,
     },
     #[error("cannot access the store file {path}: {source}")]
     Io {

@@ -35,7 +35,7 @@ fn live_config(dir: &Path, extra: &str) -> std::path::PathBuf {
 [server]
 bind = "127.0.0.1:0"
 [store]
-path = "{data}/switchyard.json"
+path = "{data}/switchyard.redb"
 [cookies]
 secret = "{GOOD_SECRET}"
 [stytch]
@@ -862,4 +862,159 @@ fn regenerating_a_lost_cookie_secret_warns_that_existing_cookies_are_void() {
     );
     assert!(warning.contains("data/cookie-secret"), "{warning}");
     assert_ne!(std::fs::read_to_string(&secret).unwrap(), old);
+}
+
+/// Writes that the binary answered with a 2xx: enrolled user keys, and patched versions with
+/// their percentage.
+#[derive(Default)]
+struct Answered {
+    enrolled: Vec<String>,
+    patched: Vec<(u64, f64)>,
+}
+
+/// Writes until the service stops answering: enrollments when `patches` is false, else
+/// percentage patches of the default rollout. Records each write answered with a 2xx.
+async fn write_until_refused(
+    url: String,
+    writer: usize,
+    patches: bool,
+    answered: std::sync::Arc<std::sync::Mutex<Answered>>,
+) {
+    let client = reqwest::Client::new();
+    for n in 0.. {
+        let request = if patches {
+            client
+                .patch(format!("{url}/v1/rollouts/stytch-login"))
+                .json(&json!({"percentage": n % 100}))
+        } else {
+            client.put(format!(
+                "{url}/v1/rollouts/stytch-login/enrollments/user-{writer}-{n}"
+            ))
+        };
+        let Ok(response) = request.bearer_auth(ADMIN).send().await else {
+            return;
+        };
+        assert!(response.status().is_success(), "{}", response.status());
+        let body: serde_json::Value = if patches {
+            let Ok(body) = response.json().await else {
+                return;
+            };
+            body
+        } else {
+            serde_json::Value::Null
+        };
+        let mut answered = answered.lock().unwrap();
+        if patches {
+            answered
+                .patched
+                .push((body["version"].as_u64().unwrap(), f64::from(n % 100)));
+        } else {
+            answered.enrolled.push(format!("user-{writer}-{n}"));
+        }
+    }
+}
+
+/// SPEC §5: a `kill -9` in the middle of a stream of writes loses none that were answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_in_the_middle_of_a_stream_of_writes_loses_no_answered_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = json!([
+        {"name": "ops", "token": ADMIN, "scopes": ["admin", "enroll", "read"]},
+    ])
+    .to_string();
+    let service = || {
+        let mut cmd = switchyard(dir.path());
+        cmd.env("SWITCHYARD__SERVER__BIND", "127.0.0.1:0")
+            .env("SWITCHYARD__COOKIES__SECRET", GOOD_SECRET)
+            .env("SWITCHYARD__TOKENS", &tokens)
+            .env("SWITCHYARD__STORE__PATH", "kept/store.redb");
+        start(cmd)
+    };
+    let (mut child, url) = service();
+    let answered = std::sync::Arc::new(std::sync::Mutex::new(Answered::default()));
+    let writers: Vec<_> = (0..4)
+        .map(|writer| {
+            tokio::spawn(write_until_refused(
+                url.clone(),
+                writer,
+                writer == 0,
+                answered.clone(),
+            ))
+        })
+        .collect();
+    // SIGKILL while all four writers have requests in flight.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while answered.lock().unwrap().enrolled.len() < 300 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "too few writes answered"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let answered = std::mem::take(&mut *answered.lock().unwrap());
+    assert!(!answered.patched.is_empty());
+
+    let (mut child, url) = service();
+    let client = reqwest::Client::new();
+    let get = |path: String| {
+        let request = client.get(format!("{url}{path}")).bearer_auth(ADMIN);
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), reqwest::StatusCode::OK);
+            response.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let mut enrolled = std::collections::HashSet::new();
+    let mut cursor = String::new();
+    loop {
+        let page = get(format!(
+            "/v1/rollouts/stytch-login/enrollments?limit=1000{cursor}"
+        ))
+        .await;
+        for user in page["user_keys"].as_array().unwrap() {
+            enrolled.insert(user.as_str().unwrap().to_string());
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    let history = get("/v1/rollouts/stytch-login/history".into()).await;
+    let versions: std::collections::HashMap<u64, f64> = history["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| {
+            (
+                entry["version"].as_u64().unwrap(),
+                entry["snapshot"]["percentage"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    let lost: Vec<&String> = answered
+        .enrolled
+        .iter()
+        .filter(|u| !enrolled.contains(*u))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} answered enrollments lost, among them {:?}",
+        lost.len(),
+        answered.enrolled.len(),
+        &lost[..lost.len().min(10)]
+    );
+    for (version, percentage) in &answered.patched {
+        assert_eq!(
+            versions.get(version),
+            Some(percentage),
+            "answered patch to version {version} kept"
+        );
+    }
 }

@@ -916,7 +916,7 @@ async fn a_store_that_cannot_save_answers_503_and_decisions_keep_working() {
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let mut settings = test_settings(dir.path());
     let folder = dir.path().join("store");
-    settings.store.path = folder.join("switchyard.json");
+    settings.store.path = folder.join("switchyard.redb");
     let app = spawn_with(settings, dir).await;
     app.create_rollout(rollout("r", 100.0, json!([]))).await;
 
@@ -981,8 +981,8 @@ async fn a_store_that_cannot_save_answers_503_and_decisions_keep_working() {
         (Some("stytch"), Some("percentage"))
     );
 
-    // Reads are answered from memory: they say nothing about the disk, and the gauge stays
-    // down until a save succeeds again.
+    // Reads (from the open database) say nothing about whether the disk takes writes: the
+    // gauge stays down until a save succeeds again.
     app.get_json("/v1/rollouts/r/history", READ_TOKEN).await;
     app.get_json("/v1/audit", READ_TOKEN).await;
     let samples = app.metrics().await;

@@ -42,7 +42,7 @@ pub fn test_settings(dir: &Path) -> Settings {
     settings.server.bind = "127.0.0.1:0".into();
     // Many apps run at once (one per test): keep each one's thread count small.
     settings.server.workers = Some(2);
-    settings.store.path = dir.join("switchyard.json");
+    settings.store.path = dir.join("switchyard.redb");
     settings.geoip.database = Some(repo_path("geoip/GeoIP2-City-Test.mmdb"));
     settings.cookies.secret = Some(SecretString::from(COOKIE_SECRET.to_string()));
     settings.tokens = vec![

@@ -866,7 +866,7 @@ async fn every_promql_expression_returns_data_from_a_real_prometheus() {
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let mut settings = test_settings(dir.path());
     let store_folder = dir.path().join("store");
-    settings.store.path = store_folder.join("switchyard.json");
+    settings.store.path = store_folder.join("switchyard.redb");
     let app = spawn_with(settings, dir).await;
 
     app.create_rollout(rollout(

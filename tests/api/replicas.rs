@@ -27,7 +27,7 @@ async fn replica_with(url: &str, cluster: bool, ca: Option<&[u8]>) -> TestApp {
     settings.store.backend = Backend::Redis;
     settings.store.url = secrecy::SecretString::from(url.to_string());
     settings.store.cluster = cluster;
-    settings.store.path = dir.path().join("last-known.json");
+    settings.store.path = dir.path().join("last-known.redb");
     spawn_with(settings, dir).await
 }
 
@@ -335,7 +335,17 @@ async fn a_replica_started_while_redis_is_down_serves_its_last_known_rules() {
     eventually(Duration::from_secs(5), "last-known copy written", || {
         let copy = copy.clone();
         async move {
-            std::fs::read_to_string(&copy).is_ok_and(|t| t.contains("dora") && t.contains("35.0"))
+            // Read as the next start reads it (refused while the replica writes it: retried).
+            switchyard::store::file::read_dataset(&copy).is_ok_and(|copy| {
+                copy.is_some_and(|c| {
+                    c.enrollments
+                        .get("stytch-login")
+                        .is_some_and(|users| users.contains("dora"))
+                        && c.rollouts
+                            .get("stytch-login")
+                            .is_some_and(|r| r.content.percentage == 35.0)
+                })
+            })
         }
     })
     .await;

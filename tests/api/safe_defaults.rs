@@ -412,7 +412,7 @@ async fn the_store_file_is_readable_by_its_owner_only() {
         app.enroll("r", "alice@example.com").await,
         StatusCode::CREATED
     );
-    let path = app.dir.path().join("switchyard.json");
+    let path = app.dir.path().join("switchyard.redb");
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "{}", path.display());
 }

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use super::Inner;
 use crate::store::dataset::Dataset;
-use crate::store::StoreError;
+use crate::store::{file, StoreError};
 
 /// The copy at `path`, or an empty dataset when there is none yet.
 pub(super) fn read(path: &Path) -> Result<Dataset, StoreError> {
-    Ok(Dataset::read(path)?.unwrap_or_else(Dataset::empty))
+    Ok(file::read_dataset(path)?.unwrap_or_else(Dataset::empty))
 }
 
 impl Inner {
@@ -23,18 +23,12 @@ impl Inner {
         loop {
             self.mirror_dirty.notified().await;
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let bytes = match self.mirror.lock().await.to_bytes() {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot serialise the last-known copy");
-                    continue;
-                }
-            };
+            let copy = self.mirror.lock().await.clone();
             let path = self.options.path.clone();
             let result =
-                tokio::task::spawn_blocking(move || Dataset::write_atomically(&path, &bytes)).await;
-            if !matches!(result, Ok(Ok(()))) {
-                tracing::error!(path = %self.options.path.display(), "cannot write the last-known copy");
+                tokio::task::spawn_blocking(move || file::write_dataset(&path, &copy)).await;
+            if let Err(e) = result.map_err(StoreError::unavailable).and_then(|saved| saved) {
+                tracing::error!(path = %self.options.path.display(), error = %e, "cannot write the last-known copy");
             }
         }
     }
