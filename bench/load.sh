@@ -180,7 +180,7 @@ workers = 1
 
 [store]
 backend = "embedded"
-path = "$dir/data/switchyard.json"
+path = "$dir/data/switchyard.redb"
 
 [geoip]
 database = "$ROOT/geoip/GeoIP2-City-Test.mmdb"
@@ -478,8 +478,8 @@ stop "$SY_PID"
 say "memory: $ENROLLMENTS enrollments written into the store file, then a restart"
 # One transaction of the database itself (a million PUTs would take minutes of fsyncs).
 (cd "$ROOT" && cargo build "${build_flags[@]}" --quiet --example store_bench)
-"$ROOT/target/$BUILD/examples/store_bench" enroll "$TMP/mem/data/switchyard.json" stytch-login "$ENROLLMENTS" >/dev/null
-record "store_file_bytes enrollments=$ENROLLMENTS bytes=$(stat -c %s "$TMP/mem/data/switchyard.json")"
+"$ROOT/target/$BUILD/examples/store_bench" enroll "$TMP/mem/data/switchyard.redb" stytch-login "$ENROLLMENTS" >/dev/null
+record "store_file_bytes enrollments=$ENROLLMENTS bytes=$(stat -c %s "$TMP/mem/data/switchyard.redb")"
 started=$(date +%s.%N)
 start_switchyard "$TMP/mem" "$MEM_PORT" "$TMP/mem-2.log" 300
 ready=$(date +%s.%N)
