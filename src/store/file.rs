@@ -316,15 +316,7 @@ impl StoreFile {
     pub fn history(&self, key: &str) -> Result<Vec<HistoryEntry>, StoreError> {
         let not_found = || Err(StoreError::NotFound(key.to_string()));
         self.read(not_found, |tx| {
-            if tx
-                .open_table(ROLLOUTS)
-                .map_err(down)?
-                .get(key)
-                .map_err(down)?
-                .is_none()
-            {
-                return not_found();
-            }
+            require_rollout(tx, key)?;
             let history = tx.open_table(HISTORY).map_err(down)?;
             let mut entries = Vec::new();
             for entry in history
@@ -370,15 +362,7 @@ impl StoreFile {
     ) -> Result<EnrollmentPage, StoreError> {
         let not_found = || Err(StoreError::NotFound(key.to_string()));
         self.read(not_found, |tx| {
-            if tx
-                .open_table(ROLLOUTS)
-                .map_err(down)?
-                .get(key)
-                .map_err(down)?
-                .is_none()
-            {
-                return not_found();
-            }
+            require_rollout(tx, key)?;
             let enrollments = tx.open_table(ENROLLMENTS).map_err(down)?;
             let start = match cursor {
                 Some(cursor) => Bound::Excluded((key, cursor)),
@@ -531,6 +515,20 @@ impl StoreFile {
             import(tx, data)?;
             Ok(((), true))
         })
+    }
+}
+
+/// `NotFound` unless the rollout `key` exists: a page of a rollout's history or enrollments
+/// is asked of a rollout, not of a key.
+fn require_rollout(tx: &ReadTransaction, key: &str) -> Result<(), StoreError> {
+    match tx
+        .open_table(ROLLOUTS)
+        .map_err(down)?
+        .get(key)
+        .map_err(down)?
+    {
+        Some(_) => Ok(()),
+        None => Err(StoreError::NotFound(key.to_string())),
     }
 }
 
