@@ -5,8 +5,9 @@
 # `promtool check metrics` / `check rules`, and a real Prometheus server that scrapes a running
 # Switchyard and evaluates every PromQL expression of dashboards/; both unpacked into
 # target/tools), wrk, valgrind — then runs every unit, integration and doc test, the criterion benches
-# once each in test mode, the chaos test (ignored by default), and a smoke run of the load
-# benchmark (bench/load.sh) on debug builds.
+# once each in test mode, the chaos test (ignored by default), the real OpenFeature SDKs against
+# the service (tests/clients/run.sh; node, npm and python3 must be on the machine), and a smoke
+# run of the load benchmark (bench/load.sh) on debug builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -60,6 +61,12 @@ cargo test --doc
 # bounded at 30 s, loopback only. Its numbers are printed (README "What we test under failure").
 echo "== chaos test (three replicas, Redis killed, restarted empty, flushed, under load)"
 cargo test --test api chaos -- --ignored --nocapture
+
+# The real OpenFeature SDKs (npm server and web SDKs, PyPI SDK) with their OFREP providers, and
+# the two OpenFeature examples, against the debug binary: installed from the registries into
+# target/clients (pinned; again only when the pins change), about 5 s warm, 20 s with installs.
+echo "== OpenFeature clients (tests/clients/run.sh)"
+tests/clients/run.sh
 
 # The load benchmark, every step with 1-second runs on the debug binaries just built, so that it
 # cannot rot (it fails on any non-2xx answer or a wrong enrollment count; speed is not judged).
