@@ -369,3 +369,36 @@ async fn each_evaluation_is_one_decision_in_the_metrics() {
         assert_eq!(count, Some(1.0), "{route}");
     }
 }
+
+#[tokio::test]
+async fn the_openapi_document_lists_both_routes_with_both_token_schemes() {
+    let app = spawn_app().await;
+    let doc: Value = app
+        .raw(Method::GET, "/openapi.json", None, &[], None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    for path in ["/ofrep/v1/evaluate/flags/{key}", "/ofrep/v1/evaluate/flags"] {
+        let post = &doc["paths"][path]["post"];
+        assert_eq!(post["x-required-scope"], "decide", "{path}");
+        assert_eq!(
+            post["security"],
+            json!([{"bearerAuth": ["decide"]}, {"apiKeyAuth": ["decide"]}]),
+            "{path}"
+        );
+        for status in ["200", "400", "401", "403"] {
+            assert!(post["responses"][status].is_object(), "{path} {status}");
+        }
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["apiKeyAuth"]["name"],
+        "X-API-Key"
+    );
+    assert_eq!(
+        doc["paths"]["/ofrep/v1/evaluate/flags"]["post"]["responses"]["304"]["description"]
+            .as_str()
+            .map(|d| d.starts_with("Not modified")),
+        Some(true)
+    );
+}
