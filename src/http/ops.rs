@@ -63,6 +63,8 @@ mod tests {
         ("/v1/rollouts/{key}/enrollments/{user_key}", "delete"),
         ("/v1/audit", "get"),
         ("/v1/outcomes", "post"),
+        ("/ofrep/v1/evaluate/flags/{key}", "post"),
+        ("/ofrep/v1/evaluate/flags", "post"),
         ("/healthz", "get"),
         ("/readyz", "get"),
         ("/metrics", "get"),
