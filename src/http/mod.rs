@@ -122,7 +122,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::PathConfig::default()
             .error_handler(|err, _| ApiError::invalid("path", err.to_string()).into()),
     )
+    // The hot paths first: actix tries resources in order, and each pattern with a parameter
+    // is a regular expression tried on the way.
     .service(resource("/v1/decide", [on(M::POST, decide::decide)]))
+    .service(resource(
+        "/ofrep/v1/evaluate/flags/{key}",
+        [on(M::POST, ofrep::evaluate_flag)],
+    ))
+    .service(resource(
+        "/ofrep/v1/evaluate/flags",
+        [on(M::POST, ofrep::evaluate_flags)],
+    ))
     .service(resource(
         "/v1/rollouts",
         [on(M::GET, rollouts::list), on(M::POST, rollouts::create)],
@@ -161,14 +171,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     ))
     .service(resource("/v1/audit", [on(M::GET, rollouts::audit)]))
     .service(resource("/v1/outcomes", [on(M::POST, outcomes::report)]))
-    .service(resource(
-        "/ofrep/v1/evaluate/flags/{key}",
-        [on(M::POST, ofrep::evaluate_flag)],
-    ))
-    .service(resource(
-        "/ofrep/v1/evaluate/flags",
-        [on(M::POST, ofrep::evaluate_flags)],
-    ))
     .service(resource("/healthz", [on(M::GET, ops::healthz)]))
     .service(resource("/readyz", [on(M::GET, ops::readyz)]))
     .service(resource("/metrics", [on(M::GET, ops::metrics)]))
