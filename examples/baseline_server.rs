@@ -260,7 +260,11 @@ async fn ofrep(req: HttpRequest, state: web::Data<State>, body: Bytes) -> HttpRe
         key: flag,
         value: flow,
         variant: flow,
-        reason: if has_cookie { "TARGETING_MATCH" } else { "SPLIT" },
+        reason: if has_cookie {
+            "TARGETING_MATCH"
+        } else {
+            "SPLIT"
+        },
         metadata: OfrepMetadata {
             reason: if has_cookie {
                 "sticky_cookie"
