@@ -1,6 +1,8 @@
--- wrk script for POST /v1/decide (bench/load.sh).
+-- wrk script for POST /v1/decide, or any POST route with JSON bodies (bench/load.sh).
 --
 -- Environment:
+--   URL_PATH  the route to POST to (default /v1/decide; e.g. /ofrep/v1/evaluate/flags/bench-login
+--             with OFREP bodies)
 --   BODIES  file with one JSON decide body per line (bench/gen.py bodies: varied user keys,
 --           device ids, IPs in the 1,000 CIDRs / known to the GeoIP test database / unknown,
 --           platforms, app versions, session tokens, valid sticky cookies or none)
@@ -13,6 +15,7 @@
 
 local bodies_path = os.getenv("BODIES") or error("set BODIES to the bodies file")
 local token = os.getenv("TOKEN") or error("set TOKEN to the bearer token")
+local url_path = os.getenv("URL_PATH") or "/v1/decide"
 
 local requests = {}
 local count = 0
@@ -32,7 +35,7 @@ function init(args)
    for line in io.lines(bodies_path) do
       if #line > 0 then
          count = count + 1
-         requests[count] = wrk.format("POST", "/v1/decide", headers, line)
+         requests[count] = wrk.format("POST", url_path, headers, line)
       end
    end
    if count == 0 then

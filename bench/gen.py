@@ -6,6 +6,8 @@
   gen.py mint URL TOKEN N ROLLOUT     N valid sticky cookie values, minted by the service itself
   gen.py bodies COOKIES N ROLLOUT     N varied decide request bodies, one JSON per line
   gen.py first-visits N ROLLOUT       N first-visit bodies: no cookie, N distinct client addresses
+  gen.py ofrep FILE                   the decide bodies of FILE as OFREP evaluation bodies (SPEC §10:
+                                      `{"context": ...}`, user_key as targetingKey, no rollout)
   gen.py replay URL TOKEN FILE N      POST N bodies of FILE (cycling) to URL/v1/decide, one after
                                       another on one keep-alive connection; any non-200 fails
   gen.py rollouts URL TOKEN N         create N rollouts, each with a few rules and its own cookie
@@ -143,6 +145,18 @@ GEO_NETWORKS = [("81.2.69.", 160, 32), ("216.160.83.", 56, 8), ("89.160.20.", 12
     [(f"202.196.{224 + i}.", 0, 256) for i in range(16)]
 
 
+def ofrep(path):
+    with open(path) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            context = json.loads(line)
+            del context["rollout"]
+            if "user_key" in context:
+                context = {"targetingKey": context.pop("user_key"), **context}
+            print(json.dumps({"context": context}, separators=(",", ":")))
+
+
 def first_visits(n, key):
     """First visits that end at the percentage step (SPEC §3 step 6): no sticky cookie and no
     forcing rule matches, so every answer mints and signs a new cookie — after all ten rules are
@@ -241,6 +255,8 @@ def main(argv):
         bodies(args[0], int(args[1]), args[2])
     elif cmd == "first-visits":
         first_visits(int(args[0]), args[1])
+    elif cmd == "ofrep":
+        ofrep(args[0])
     elif cmd == "replay":
         replay(args[0], args[1], args[2], int(args[3]))
     elif cmd == "rollouts":

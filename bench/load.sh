@@ -20,6 +20,9 @@
 #  3b. first visits: the same, with FIRST_VISITS bodies that carry no sticky cookie and reach the
 #     percentage step (every answer mints and signs a cookie), each from another client address
 #     (GeoIP over many distinct addresses; bench/gen.py first-visits);
+#  3c. OpenFeature: the same, with the step-3 bodies as OFREP single-flag evaluations
+#     (POST /ofrep/v1/evaluate/flags/<rollout>, the body as the context; bench/gen.py ofrep),
+#     against the baseline's matching route;
 #  4. latency under load: examples/fixed_rate (open loop, latency from the scheduled send
 #     time) at half of Switchyard's measured maximum, FIXED_RUNS pairs of runs against
 #     Switchyard and the baseline (which goes first alternates); requests slower than 1 ms
@@ -238,24 +241,26 @@ $GEN create "$SY_URL" "$ADMIN_TOKEN" "$TMP/rollout.json"
 $GEN mint "$SY_URL" "$DECIDE_TOKEN" 200 "$BENCH_ROLLOUT" >"$TMP/cookies.txt"
 $GEN bodies "$TMP/cookies.txt" 2000 "$BENCH_ROLLOUT" >"$TMP/bodies.jsonl"
 $GEN first-visits "$FIRST_VISITS" "$BENCH_ROLLOUT" >"$TMP/first-visits.jsonl"
+$GEN ofrep "$TMP/bodies.jsonl" >"$TMP/ofrep.jsonl"
+OFREP_PATH=/ofrep/v1/evaluate/flags/$BENCH_ROLLOUT
 say "rollout '$BENCH_ROLLOUT' created (10 rules, 1,000 CIDRs); $(wc -l <"$TMP/cookies.txt") cookies minted; $(wc -l <"$TMP/bodies.jsonl") bodies, $(wc -l <"$TMP/first-visits.jsonl") first visits"
 
 # Both servers must answer every body with 200 before anything is measured; with FIRST=1, every
 # answer must also carry a new sticky cookie (a first visit is what mints and signs one).
-check_bodies() { # url file [FIRST]
-  python3 - "$1" "$DECIDE_TOKEN" "$2" "${3:-0}" <<'EOF'
+check_bodies() { # url file [FIRST] [route]
+  python3 - "$1" "$DECIDE_TOKEN" "$2" "${3:-0}" "${4:-/v1/decide}" <<'EOF'
 import json, sys, urllib.request, urllib.error
-url, token, path, first = sys.argv[1:]
+url, token, path, first, route = sys.argv[1:]
 for n, line in enumerate(open(path)):
     if n % 20:
         continue
-    req = urllib.request.Request(url + "/v1/decide", data=line.strip().encode(), method="POST",
+    req = urllib.request.Request(url + route, data=line.strip().encode(), method="POST",
                                  headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
     try:
         answer = json.loads(urllib.request.urlopen(req, timeout=5).read())
     except urllib.error.HTTPError as e:
         sys.exit(f"{url}: body {n} answered {e.code}: {e.read().decode()}\n{line}")
-    if first == "1" and not answer.get("set_cookie"):
+    if first == "1" and not answer.get("set_cookie", answer.get("metadata", {}).get("set_cookie_value")):
         sys.exit(f"{url}: first visit {n} got no new sticky cookie: {answer}\n{line}")
 EOF
 }
@@ -264,6 +269,8 @@ check_bodies "$SY_URL" "$TMP/bodies.jsonl"
 check_bodies "$BASE_URL" "$TMP/bodies.jsonl"
 check_bodies "$SY_URL" "$TMP/first-visits.jsonl" 1
 check_bodies "$BASE_URL" "$TMP/first-visits.jsonl" 1
+check_bodies "$SY_URL" "$TMP/ofrep.jsonl" 0 "$OFREP_PATH"
+check_bodies "$BASE_URL" "$TMP/ofrep.jsonl" 0 "$OFREP_PATH"
 curl -s -X POST "$SY_URL/v1/decide" -H "Authorization: Bearer $DECIDE_TOKEN" -H 'Content-Type: application/json' \
   -d "$(head -1 "$TMP/bodies.jsonl")" >"$TMP/sample-switchyard.json"
 curl -s -X POST "$BASE_URL/v1/decide" -H "Authorization: Bearer $DECIDE_TOKEN" -H 'Content-Type: application/json' \
@@ -291,10 +298,10 @@ cpu_usage() { # pid before_proc before_server_core before_loadgen_core -> key=va
   }'
 }
 
-run_wrk() { # label url duration server_pid [bodies] -> RESULT line with CPU usage
+run_wrk() { # label url duration server_pid [bodies] [route] -> RESULT line with CPU usage
   local out=$TMP/wrk-$1.txt p0 s0 l0 usage
   p0=$(proc_ticks "$4"); s0=$(core_ticks "$SERVER_CORE"); l0=$(core_ticks "$LOADGEN_CORE")
-  BODIES=${5:-$TMP/bodies.jsonl} TOKEN=$DECIDE_TOKEN on_loadgen wrk -t1 -c"$CONNECTIONS" -d"$3"s --timeout 5s \
+  BODIES=${5:-$TMP/bodies.jsonl} URL_PATH=${6:-/v1/decide} TOKEN=$DECIDE_TOKEN on_loadgen wrk -t1 -c"$CONNECTIONS" -d"$3"s --timeout 5s \
     -s "$ROOT/bench/decide.lua" "$2" >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed ($1)"; }
   usage=$(cpu_usage "$4" "$p0" "$s0" "$l0")
   local line
@@ -335,6 +342,23 @@ for run in $(seq "$RUNS"); do
     say "wrk first visits, run $run: $server, ${DURATION} s, $CONNECTIONS connections"
     result=$(run_wrk "first-$server-$run" "$url" "$DURATION" "$pid" "$TMP/first-visits.jsonl")
     record "wrk_first_visit server=$server run=$run $result"
+    echo "    $result" >&2
+  done
+done
+# --- 2c. OpenFeature (OFREP) single-flag evaluations: the step-2 bodies as contexts -----------
+# Same servers, same rollout, same bodies as step 2 turned into `{"context": ...}`; POSTed to
+# /ofrep/v1/evaluate/flags/<rollout> on both (the baseline's route parses and answers the OFREP
+# shapes). Compared with the same in-run baseline: the goal is ≥ 0.85× of it.
+run_wrk warm-ofrep-switchyard "$SY_URL" "$WARMUP" "$SY_MAIN_PID" "$TMP/ofrep.jsonl" "$OFREP_PATH" >/dev/null
+for run in $(seq "$RUNS"); do
+  order="baseline switchyard"
+  (( run % 2 == 0 )) && order="switchyard baseline"
+  for server in $order; do
+    url=$BASE_URL pid=$BASE_PID
+    [[ $server == switchyard ]] && url=$SY_URL pid=$SY_MAIN_PID
+    say "wrk OFREP single flag, run $run: $server, ${DURATION} s, $CONNECTIONS connections"
+    result=$(run_wrk "ofrep-$server-$run" "$url" "$DURATION" "$pid" "$TMP/ofrep.jsonl" "$OFREP_PATH")
+    record "wrk_ofrep server=$server run=$run $result"
     echo "    $result" >&2
   done
 done

@@ -84,6 +84,7 @@ def main(path, note=""):
     rows = parse(path)
     wrk = [f for k, f in rows if k == "wrk"]
     first = [f for k, f in rows if k == "wrk_first_visit"]
+    ofrep = [f for k, f in rows if k == "wrk_ofrep"]
     fixed = [f for k, f in rows if k == "fixed_rate"]
     stalls = [f for k, f in rows if k == "stalls"]
     instructions = [f for k, f in rows if k == "instructions"]
@@ -95,6 +96,10 @@ def main(path, note=""):
         print()
         throughput(first, "First visits (wrk: no valid sticky cookie, every answer mints and signs one; "
                    "distinct client addresses)", "First visits:", 0.9)
+    if ofrep:
+        print()
+        throughput(ofrep, "OpenFeature single-flag evaluations (wrk: the returning visitors' bodies as OFREP "
+                   "contexts, POST /ofrep/v1/evaluate/flags/{key})", "OFREP single flag:", 0.85)
     if instructions:
         print()
         print(f"### Instructions per request (valgrind --tool=callgrind, {instructions[0]['requests']} "

@@ -6,7 +6,8 @@
 //! parses a JSON body with the decide request's field names (borrowing from it), computes a
 //! bucket with xxh3 (per-request work, no rules) and answers a JSON body of the same shape and
 //! size as Switchyard's decide response. Nothing else: no metrics, no middleware, no GeoIP,
-//! no cookie verification.
+//! no cookie verification. `POST /ofrep/v1/evaluate/flags/{key}` does the same with an OFREP
+//! body (`{"context": ...}`) and answers in the shape of Switchyard's OFREP evaluation.
 //!
 //! ```sh
 //! cargo build --release --example baseline_server
@@ -45,6 +46,58 @@ struct DecideRequest<'a> {
     session_token: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     cookies: HashMap<Cow<'a, str>, Cow<'a, str>>,
+}
+
+/// Same field names as Switchyard's OFREP evaluation context.
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct OfrepContext<'a> {
+    #[serde(borrow, default, rename = "targetingKey")]
+    targeting_key: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    device_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    ip: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    country: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    platform: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    app_version: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    session_token: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    cookies: HashMap<Cow<'a, str>, Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct OfrepRequest<'a> {
+    #[serde(borrow)]
+    context: OfrepContext<'a>,
+}
+
+/// Same shape as Switchyard's OFREP evaluation.
+#[derive(Serialize)]
+struct OfrepEvaluation<'a> {
+    key: &'a str,
+    value: &'static str,
+    variant: &'static str,
+    reason: &'static str,
+    metadata: OfrepMetadata<'a>,
+}
+
+#[derive(Serialize)]
+struct OfrepMetadata<'a> {
+    reason: &'static str,
+    bucket: u16,
+    version: u64,
+    session_action: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    set_cookie_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    set_cookie_value: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    set_cookie_max_age: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -90,13 +143,47 @@ fn error(status: actix_web::http::StatusCode, code: &str) -> HttpResponse {
         ))
 }
 
+fn authorized(req: &HttpRequest, state: &State) -> bool {
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .is_some_and(|v| v.as_bytes() == state.expected_authorization.as_bytes())
+}
+
+/// The per-request work both routes do: SPEC §2's bucket and, without a cookie, a cookie value
+/// of the same length as a signed sticky cookie (43-character signature).
+struct Answer {
+    bucket: u16,
+    stytch: bool,
+    cookie_value: Option<String>,
+}
+
+fn answer(rollout: &str, key: &str, has_cookie: bool) -> Answer {
+    let mut input = Vec::with_capacity(SALT.len() + 1 + key.len());
+    input.extend_from_slice(SALT.as_bytes());
+    input.push(b':');
+    input.extend_from_slice(key.as_bytes());
+    let h = xxh3_64(&input);
+    let bucket = ((u128::from(h) * 10_000) >> 64) as u16;
+    let stytch = bucket < 2500;
+    let cookie_value = (!has_cookie).then(|| {
+        let sig = xxh3_128(&input);
+        format!(
+            "s1.{rollout}.1.{bucket}.{}.{:032x}{:011x}",
+            u8::from(stytch),
+            sig,
+            h >> 20
+        )
+    });
+    Answer {
+        bucket,
+        stytch,
+        cookie_value,
+    }
+}
+
 async fn decide(req: HttpRequest, state: web::Data<State>, body: Bytes) -> HttpResponse {
     use actix_web::http::StatusCode;
-    let authorized = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .is_some_and(|v| v.as_bytes() == state.expected_authorization.as_bytes());
-    if !authorized {
+    if !authorized(&req, &state) {
         return error(StatusCode::UNAUTHORIZED, "unauthorized");
     }
     let request: DecideRequest = match serde_json::from_slice(&body) {
@@ -106,26 +193,12 @@ async fn decide(req: HttpRequest, state: web::Data<State>, body: Bytes) -> HttpR
     let Some(key) = request.user_key.as_deref().or(request.device_id.as_deref()) else {
         return error(StatusCode::UNPROCESSABLE_ENTITY, "missing_key");
     };
-    // SPEC §2's formula, so the answer carries a real per-request bucket.
-    let mut input = Vec::with_capacity(SALT.len() + 1 + key.len());
-    input.extend_from_slice(SALT.as_bytes());
-    input.push(b':');
-    input.extend_from_slice(key.as_bytes());
-    let h = xxh3_64(&input);
-    let bucket = ((u128::from(h) * 10_000) >> 64) as u16;
-    let stytch = bucket < 2500;
-    // A cookie value of the same length as a signed sticky cookie (43-character signature).
     let has_cookie = request.cookies.contains_key(COOKIE_NAME);
-    let cookie_value = (!has_cookie).then(|| {
-        let sig = xxh3_128(&input);
-        format!(
-            "s1.{}.1.{bucket}.{}.{:032x}{:011x}",
-            request.rollout,
-            u8::from(stytch),
-            sig,
-            h >> 20
-        )
-    });
+    let Answer {
+        bucket,
+        stytch,
+        cookie_value,
+    } = answer(&request.rollout, key, has_cookie);
     let response = DecideResponse {
         rollout: &request.rollout,
         flow: if stytch { "stytch" } else { "legacy" },
@@ -158,6 +231,60 @@ async fn decide(req: HttpRequest, state: web::Data<State>, body: Bytes) -> HttpR
     HttpResponse::Ok().json(response)
 }
 
+async fn ofrep(req: HttpRequest, state: web::Data<State>, body: Bytes) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    if !authorized(&req, &state) {
+        return error(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    let flag = req.match_info().get("key").unwrap_or_default();
+    let request: OfrepRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(_) => return error(StatusCode::BAD_REQUEST, "PARSE_ERROR"),
+    };
+    let context = &request.context;
+    let Some(key) = context
+        .targeting_key
+        .as_deref()
+        .or(context.device_id.as_deref())
+    else {
+        return error(StatusCode::BAD_REQUEST, "TARGETING_KEY_MISSING");
+    };
+    let has_cookie = context.cookies.contains_key(COOKIE_NAME);
+    let Answer {
+        bucket,
+        stytch,
+        cookie_value,
+    } = answer(flag, key, has_cookie);
+    let flow = if stytch { "stytch" } else { "legacy" };
+    HttpResponse::Ok().json(OfrepEvaluation {
+        key: flag,
+        value: flow,
+        variant: flow,
+        reason: if has_cookie {
+            "TARGETING_MATCH"
+        } else {
+            "SPLIT"
+        },
+        metadata: OfrepMetadata {
+            reason: if has_cookie {
+                "sticky_cookie"
+            } else {
+                "percentage"
+            },
+            bucket,
+            version: 2,
+            session_action: if stytch {
+                "login_stytch"
+            } else {
+                "login_legacy"
+            },
+            set_cookie_name: cookie_value.as_ref().map(|_| COOKIE_NAME),
+            set_cookie_value: cookie_value.as_deref(),
+            set_cookie_max_age: cookie_value.as_ref().map(|_| MAX_AGE),
+        },
+    })
+}
+
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -179,6 +306,7 @@ async fn main() -> std::io::Result<()> {
         App::new()
             .app_data(state.clone())
             .route("/v1/decide", web::post().to(decide))
+            .route("/ofrep/v1/evaluate/flags/{key}", web::post().to(ofrep))
     })
     .workers(workers.max(1))
     .bind(("127.0.0.1", port))?

@@ -6,8 +6,9 @@
 # Switchyard and evaluates every PromQL expression of dashboards/; both unpacked into
 # target/tools), wrk, valgrind — then runs every unit, integration and doc test, the criterion benches
 # once each in test mode, the chaos test (ignored by default), schemathesis against the OpenAPI
-# document (tests/fuzz/schemathesis.sh), and a smoke run of the load benchmark (bench/load.sh) on
-# debug builds.
+# document (tests/fuzz/schemathesis.sh), the real OpenFeature SDKs against the service
+# (tests/clients/run.sh; node, npm and python3 must be on the machine), and a smoke run of the
+# load benchmark (bench/load.sh) on debug builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,6 +60,13 @@ if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
     || { as_root apt-get update >/dev/null && as_root apt-get install -y python3-venv >/dev/null; }
 fi
 
+# node and npm for the OpenFeature SDK clients (tests/clients/run.sh); the machine's own when present.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "== installing nodejs and npm"
+  as_root apt-get install -y nodejs npm >/dev/null 2>&1 \
+    || { as_root apt-get update >/dev/null && as_root apt-get install -y nodejs npm >/dev/null; }
+fi
+
 echo "== cargo test (unit, integration, doc, benches in test mode)"
 cargo test --all-targets --no-fail-fast
 cargo test --doc
@@ -77,6 +85,12 @@ tests/fuzz/schemathesis.sh >target/schemathesis.txt 2>&1 \
   || { cat target/schemathesis.txt; echo "schemathesis found failures" >&2; exit 1; }
 tail -n 4 target/schemathesis.txt
 echo "schemathesis passed (report in target/schemathesis.txt)"
+
+# The real OpenFeature SDKs (npm server and web SDKs, PyPI SDK) with their OFREP providers, and
+# the two OpenFeature examples, against the debug binary: installed from the registries into
+# target/clients (pinned; again only when the pins change), about 5 s warm, 20 s with installs.
+echo "== OpenFeature clients (tests/clients/run.sh)"
+tests/clients/run.sh
 
 # The load benchmark, every step with 1-second runs on the debug binaries just built, so that it
 # cannot rot (it fails on any non-2xx answer or a wrong enrollment count; speed is not judged).

@@ -129,17 +129,40 @@ impl Decider {
         }
     }
 
+    /// Decides `input.rollout` for one request.
     pub fn decide<J: CookieJar>(&self, input: &DecideInput<'_, J>) -> Result<Decided, DecideError> {
         let started = Instant::now();
-        let user_key = input.user_key.filter(|k| !k.is_empty());
-        let device_id = input.device_id.filter(|k| !k.is_empty());
-        if user_key.is_none() && device_id.is_none() {
-            return Err(DecideError::MissingKey);
-        }
+        let (user_key, device_id) = keys_of(input)?;
         let live = self
             .catalog
             .get(input.rollout)
             .ok_or_else(|| DecideError::UnknownRollout(input.rollout.to_string()))?;
+        Ok(self.decide_live(live, input, user_key, device_id, started))
+    }
+
+    /// Decides every rollout for one request (`input.rollout` is not read), sorted by key:
+    /// each is one decision, counted as `decide` counts it.
+    pub fn decide_all<J: CookieJar>(
+        &self,
+        input: &DecideInput<'_, J>,
+    ) -> Result<Vec<Decided>, DecideError> {
+        let (user_key, device_id) = keys_of(input)?;
+        Ok(self
+            .catalog
+            .all()
+            .into_iter()
+            .map(|live| self.decide_live(live, input, user_key, device_id, Instant::now()))
+            .collect())
+    }
+
+    fn decide_live<J: CookieJar>(
+        &self,
+        live: Arc<LiveRollout>,
+        input: &DecideInput<'_, J>,
+        user_key: Option<&str>,
+        device_id: Option<&str>,
+        started: Instant,
+    ) -> Decided {
         let rollout = &live.compiled;
 
         let location = if rollout.needs_location {
@@ -190,7 +213,7 @@ impl Decider {
         self.metrics
             .decision_duration
             .observe(started.elapsed().as_secs_f64());
-        Ok(Decided {
+        Decided {
             flow: decision.flow,
             reason: decision.reason,
             rule: decision.rule_index,
@@ -199,12 +222,24 @@ impl Decider {
             session_source,
             session_action,
             live,
-        })
+        }
     }
 
     pub fn signer(&self) -> &CookieSigner {
         &self.signer
     }
+}
+
+/// The request's user key and device id, empty ones left out; at least one must be given.
+fn keys_of<'a, J>(
+    input: &DecideInput<'a, J>,
+) -> Result<(Option<&'a str>, Option<&'a str>), DecideError> {
+    let user_key = input.user_key.filter(|k| !k.is_empty());
+    let device_id = input.device_id.filter(|k| !k.is_empty());
+    if user_key.is_none() && device_id.is_none() {
+        return Err(DecideError::MissingKey);
+    }
+    Ok((user_key, device_id))
 }
 
 fn unix_now() -> i64 {

@@ -1,5 +1,7 @@
 //! Bearer tokens and scopes. A handler that takes `Authorized<AdminScope>` is authenticated
 //! and authorised before it runs; its `actor` is the token's name (for history and audit).
+//! Where the token is read is the extractor's second parameter: `Authorization: Bearer` by
+//! default, or also `X-API-Key` (`BearerOrApiKey`, for the OpenFeature routes of SPEC §10).
 //!
 //! Tokens are compared as keyed 128-bit digests (SipHash-1-3 under a key drawn at random when
 //! the service starts) in constant time, against every configured token without stopping
@@ -80,16 +82,13 @@ impl Tokens {
         found
     }
 
-    /// The actor name of a request's bearer token if it has `scope`.
-    pub fn authorize(&self, req: &HttpRequest, scope: Scope) -> Result<Arc<str>, ApiError> {
-        let presented = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, token) = v.trim().split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            })
+    /// The actor name of the token a request presents (read where `C` says) if it has `scope`.
+    pub fn authorize<C: Credential>(
+        &self,
+        req: &HttpRequest,
+        scope: Scope,
+    ) -> Result<Arc<str>, ApiError> {
+        let presented = C::presented(req)
             .filter(|t| !t.is_empty())
             .ok_or(ApiError::Unauthorized)?;
         let entry = self.find(presented).ok_or(ApiError::Unauthorized)?;
@@ -98,6 +97,40 @@ impl Tokens {
         } else {
             Err(ApiError::Forbidden(scope.as_str()))
         }
+    }
+}
+
+/// Where a request presents its token.
+pub trait Credential {
+    fn presented(req: &HttpRequest) -> Option<&str>;
+}
+
+/// `Authorization: Bearer <token>` (SPEC §4).
+pub struct Bearer;
+
+impl Credential for Bearer {
+    fn presented(req: &HttpRequest) -> Option<&str> {
+        req.headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, token) = v.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+    }
+}
+
+/// `Authorization: Bearer <token>`, else `X-API-Key: <token>` (OFREP's two schemes, SPEC §10).
+pub struct BearerOrApiKey;
+
+impl Credential for BearerOrApiKey {
+    fn presented(req: &HttpRequest) -> Option<&str> {
+        Bearer::presented(req).or_else(|| {
+            req.headers()
+                .get("x-api-key")
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+        })
     }
 }
 
@@ -123,13 +156,13 @@ scopes! {
     AdminScope => Admin,
 }
 
-/// Proof that the request carries a token with scope `S`.
-pub struct Authorized<S> {
+/// Proof that the request carries a token with scope `S`, presented as `C` says.
+pub struct Authorized<S, C = Bearer> {
     pub actor: Arc<str>,
-    _scope: PhantomData<S>,
+    _scope: PhantomData<(S, C)>,
 }
 
-impl<S: RequiredScope> FromRequest for Authorized<S> {
+impl<S: RequiredScope, C: Credential> FromRequest for Authorized<S, C> {
     type Error = ApiError;
     type Future = Ready<Result<Self, ApiError>>;
 
@@ -137,7 +170,7 @@ impl<S: RequiredScope> FromRequest for Authorized<S> {
         let result = match req.app_data::<web::Data<AppState>>() {
             Some(state) => state
                 .tokens
-                .authorize(req, S::SCOPE)
+                .authorize::<C>(req, S::SCOPE)
                 .map(|actor| Authorized {
                     actor,
                     _scope: PhantomData,

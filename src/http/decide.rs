@@ -116,7 +116,74 @@ pub struct DecideResponse<'a> {
 
 const MAX_KEY_BYTES: usize = 512;
 
-fn check_len(field: &str, value: &Option<Text<'_>>) -> Result<(), ApiError> {
+/// The members of a decide request as sent, before they are checked: what both
+/// `POST /v1/decide` and the OpenFeature evaluation context (`super::ofrep`) carry.
+pub struct SentInput<'a, J> {
+    pub rollout: &'a str,
+    pub user_key: Option<&'a str>,
+    pub device_id: Option<&'a str>,
+    pub ip: Option<&'a str>,
+    pub country: Option<&'a str>,
+    pub platform: Option<&'a str>,
+    pub app_version: Option<&'a str>,
+    pub session_token: Option<&'a str>,
+    pub cookies: J,
+}
+
+/// How the members are named where they came from, for the errors' field paths.
+pub struct FieldNames {
+    pub user_key: &'static str,
+    pub device_id: &'static str,
+    pub ip: &'static str,
+    pub country: &'static str,
+}
+
+impl FieldNames {
+    /// The names of `POST /v1/decide`'s body.
+    pub const DECIDE: FieldNames = FieldNames {
+        user_key: "user_key",
+        device_id: "device_id",
+        ip: "ip",
+        country: "country",
+    };
+}
+
+impl<'a, J> SentInput<'a, J> {
+    /// Checks the keys' lengths, the IP address and the country code (422 naming the field),
+    /// giving the decider's input.
+    pub fn check(self, names: &FieldNames) -> Result<DecideInput<'a, J>, ApiError> {
+        check_len(names.user_key, self.user_key)?;
+        check_len(names.device_id, self.device_id)?;
+        let ip = match self.ip.filter(|s| !s.is_empty()) {
+            Some(text) => Some(text.parse::<IpAddr>().map_err(|_| {
+                ApiError::invalid(names.ip, format!("invalid IP address '{text}'"))
+            })?),
+            None => None,
+        };
+        let country = self.country.filter(|c| !c.is_empty());
+        if let Some(c) = country {
+            if crate::rules::country::two_letter_code(c).is_none() {
+                return Err(ApiError::invalid(
+                    names.country,
+                    format!("invalid country '{c}': expected an ISO 3166-1 alpha-2 code"),
+                ));
+            }
+        }
+        Ok(DecideInput {
+            rollout: self.rollout,
+            user_key: self.user_key,
+            device_id: self.device_id,
+            ip,
+            country,
+            platform: self.platform,
+            app_version: self.app_version,
+            session_token: self.session_token,
+            cookies: self.cookies,
+        })
+    }
+}
+
+fn check_len(field: &str, value: Option<&str>) -> Result<(), ApiError> {
     match value {
         Some(v) if v.len() > MAX_KEY_BYTES => Err(ApiError::invalid(
             field,
@@ -132,35 +199,18 @@ pub async fn decide(
     body: JsonBytes,
 ) -> Result<HttpResponse, ApiError> {
     let request: DecideRequest = parse(&body.0)?;
-    check_len("user_key", &request.user_key)?;
-    check_len("device_id", &request.device_id)?;
-    let ip = match request.ip.as_deref().filter(|s| !s.is_empty()) {
-        Some(text) => Some(
-            text.parse::<IpAddr>()
-                .map_err(|_| ApiError::invalid("ip", format!("invalid IP address '{text}'")))?,
-        ),
-        None => None,
-    };
-    let country = request.country.as_deref().filter(|c| !c.is_empty());
-    if let Some(c) = country {
-        if crate::rules::country::two_letter_code(c).is_none() {
-            return Err(ApiError::invalid(
-                "country",
-                format!("invalid country '{c}': expected an ISO 3166-1 alpha-2 code"),
-            ));
-        }
-    }
-    let input = DecideInput {
+    let input = SentInput {
         rollout: &request.rollout,
         user_key: request.user_key.as_deref(),
         device_id: request.device_id.as_deref(),
-        ip,
-        country,
+        ip: request.ip.as_deref(),
+        country: request.country.as_deref(),
         platform: request.platform.as_deref(),
         app_version: request.app_version.as_deref(),
         session_token: request.session_token.as_deref(),
         cookies: &request.cookies,
-    };
+    }
+    .check(&FieldNames::DECIDE)?;
     let decided = state.decider.decide(&input)?;
     let response = DecideResponse {
         rollout: &decided.live.rollout.key,

@@ -7,6 +7,7 @@ pub mod body;
 pub mod decide;
 pub mod enrollments;
 pub mod error;
+pub mod ofrep;
 pub mod ops;
 pub mod outcomes;
 pub mod path;
@@ -114,14 +115,24 @@ fn resource<const N: usize>(pattern: &'static str, routes: [(Method, Route); N])
     )
 }
 
-/// The routing table of SPEC §4.
+/// The routing table of SPEC §4 and §10.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     use Method as M;
     cfg.app_data(
         web::PathConfig::default()
             .error_handler(|err, _| ApiError::invalid("path", err.to_string()).into()),
     )
+    // The hot paths first: actix tries resources in order, and each pattern with a parameter
+    // is a regular expression tried on the way.
     .service(resource("/v1/decide", [on(M::POST, decide::decide)]))
+    .service(resource(
+        "/ofrep/v1/evaluate/flags/{key}",
+        [on(M::POST, ofrep::evaluate_flag)],
+    ))
+    .service(resource(
+        "/ofrep/v1/evaluate/flags",
+        [on(M::POST, ofrep::evaluate_flags)],
+    ))
     .service(resource(
         "/v1/rollouts",
         [on(M::GET, rollouts::list), on(M::POST, rollouts::create)],
@@ -227,13 +238,14 @@ fn count_answer(metrics: &Arc<Metrics>, route: &str, status: u16) {
     });
 }
 
-/// Whether a request is on a hot path (decisions, outcome reports, reads): its span is at
-/// DEBUG level, so that at the default INFO level it costs nothing.
+/// Whether a request is on a hot path (decisions, OpenFeature evaluations, outcome reports,
+/// reads): its span is at DEBUG level, so that at the default INFO level it costs nothing.
 fn is_hot(req: &ServiceRequest) -> bool {
     let method = req.method();
     method == actix_web::http::Method::GET
         || method == actix_web::http::Method::HEAD
         || matches!(req.path(), "/v1/decide" | "/v1/outcomes")
+        || req.path().starts_with("/ofrep/")
 }
 
 /// Gives every request an id (from `X-Request-Id`, or made) that the response echoes and that

@@ -24,7 +24,9 @@ pub async fn metrics(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     if state.metrics_require_token {
-        state.tokens.authorize(&req, Scope::Read)?;
+        state
+            .tokens
+            .authorize::<super::auth::Bearer>(&req, Scope::Read)?;
     }
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
@@ -61,6 +63,8 @@ mod tests {
         ("/v1/rollouts/{key}/enrollments/{user_key}", "delete"),
         ("/v1/audit", "get"),
         ("/v1/outcomes", "post"),
+        ("/ofrep/v1/evaluate/flags/{key}", "post"),
+        ("/ofrep/v1/evaluate/flags", "post"),
         ("/healthz", "get"),
         ("/readyz", "get"),
         ("/metrics", "get"),

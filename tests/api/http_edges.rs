@@ -117,7 +117,7 @@ async fn every_get_route_answers_head_with_the_status_and_headers_of_get_and_no_
 }
 
 /// Each path's methods as `Allow` lists them, and a method it does not take.
-const ALLOWED: [(&str, &str, Method); 9] = [
+const ALLOWED: [(&str, &str, Method); 11] = [
     ("/v1/decide", "POST, OPTIONS", Method::GET),
     ("/v1/rollouts", "GET, HEAD, POST, OPTIONS", Method::DELETE),
     (
@@ -141,6 +141,12 @@ const ALLOWED: [(&str, &str, Method); 9] = [
         Method::GET,
     ),
     ("/v1/outcomes", "POST, OPTIONS", Method::PATCH),
+    (
+        "/ofrep/v1/evaluate/flags/stytch-login",
+        "POST, OPTIONS",
+        Method::GET,
+    ),
+    ("/ofrep/v1/evaluate/flags", "POST, OPTIONS", Method::PUT),
     ("/healthz", "GET, HEAD, OPTIONS", Method::POST),
     ("/metrics", "GET, HEAD, OPTIONS", Method::DELETE),
 ];

@@ -11,6 +11,7 @@ mod helpers;
 mod http_edges;
 mod metrics;
 mod middleware_example;
+mod ofrep;
 mod persistence;
 mod prometheus;
 mod redis_server;

@@ -27,7 +27,10 @@ impl Inner {
             let path = self.options.path.clone();
             let result =
                 tokio::task::spawn_blocking(move || file::write_dataset(&path, &copy)).await;
-            if let Err(e) = result.map_err(StoreError::unavailable).and_then(|saved| saved) {
+            if let Err(e) = result
+                .map_err(StoreError::unavailable)
+                .and_then(|saved| saved)
+            {
                 tracing::error!(path = %self.options.path.display(), error = %e, "cannot write the last-known copy");
             }
         }
