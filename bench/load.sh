@@ -313,55 +313,40 @@ run_wrk() { # label url duration server_pid [bodies] [route] -> RESULT line with
   echo "${line#RESULT } $usage"
 }
 
+# RUNS pairs of wrk runs of one workload, baseline and Switchyard (which goes first alternates),
+# each recorded as a `KIND server=… run=…` line.
+wrk_pairs() { # kind label what bodies [route]
+  local kind=$1 label=$2 what=$3 bodies=$4 route=${5:-/v1/decide} run order server url pid result
+  for run in $(seq "$RUNS"); do
+    order="baseline switchyard"
+    (( run % 2 == 0 )) && order="switchyard baseline"
+    for server in $order; do
+      url=$BASE_URL pid=$BASE_PID
+      [[ $server == switchyard ]] && url=$SY_URL pid=$SY_MAIN_PID
+      say "wrk $what, run $run: $server, ${DURATION} s, $CONNECTIONS connections"
+      result=$(run_wrk "$label$server-$run" "$url" "$DURATION" "$pid" "$bodies" "$route")
+      record "$kind server=$server run=$run $result"
+      echo "    $result" >&2
+    done
+  done
+}
+
 say "warm-up: ${WARMUP} s each"
 record "loadavg_before $(awk '{ print "1min=" $1, "5min=" $2 }' /proc/loadavg)"
 run_wrk warm-baseline "$BASE_URL" "$WARMUP" "$BASE_PID" >/dev/null
 run_wrk warm-switchyard "$SY_URL" "$WARMUP" "$SY_MAIN_PID" >/dev/null
-for run in $(seq "$RUNS"); do
-  order="baseline switchyard"
-  (( run % 2 == 0 )) && order="switchyard baseline"
-  for server in $order; do
-    url=$BASE_URL pid=$BASE_PID
-    [[ $server == switchyard ]] && url=$SY_URL pid=$SY_MAIN_PID
-    say "wrk run $run: $server, ${DURATION} s, $CONNECTIONS connections"
-    result=$(run_wrk "$server-$run" "$url" "$DURATION" "$pid")
-    record "wrk server=$server run=$run $result"
-    echo "    $result" >&2
-  done
-done
+wrk_pairs wrk "" "returning visitors" "$TMP/bodies.jsonl"
 # --- 2b. first visits: no valid sticky cookie, so every answer mints and signs one -------------
 # Same servers, same rollout; FIRST_VISITS bodies, each from another client address (GeoIP over
 # many distinct addresses: the per-thread lookup cache cannot hold them).
 run_wrk warm-first-switchyard "$SY_URL" "$WARMUP" "$SY_MAIN_PID" "$TMP/first-visits.jsonl" >/dev/null
-for run in $(seq "$RUNS"); do
-  order="baseline switchyard"
-  (( run % 2 == 0 )) && order="switchyard baseline"
-  for server in $order; do
-    url=$BASE_URL pid=$BASE_PID
-    [[ $server == switchyard ]] && url=$SY_URL pid=$SY_MAIN_PID
-    say "wrk first visits, run $run: $server, ${DURATION} s, $CONNECTIONS connections"
-    result=$(run_wrk "first-$server-$run" "$url" "$DURATION" "$pid" "$TMP/first-visits.jsonl")
-    record "wrk_first_visit server=$server run=$run $result"
-    echo "    $result" >&2
-  done
-done
+wrk_pairs wrk_first_visit first- "first visits" "$TMP/first-visits.jsonl"
 # --- 2c. OpenFeature (OFREP) single-flag evaluations: the step-2 bodies as contexts -----------
 # Same servers, same rollout, same bodies as step 2 turned into `{"context": ...}`; POSTed to
 # /ofrep/v1/evaluate/flags/<rollout> on both (the baseline's route parses and answers the OFREP
 # shapes). Compared with the same in-run baseline: the goal is ≥ 0.85× of it.
 run_wrk warm-ofrep-switchyard "$SY_URL" "$WARMUP" "$SY_MAIN_PID" "$TMP/ofrep.jsonl" "$OFREP_PATH" >/dev/null
-for run in $(seq "$RUNS"); do
-  order="baseline switchyard"
-  (( run % 2 == 0 )) && order="switchyard baseline"
-  for server in $order; do
-    url=$BASE_URL pid=$BASE_PID
-    [[ $server == switchyard ]] && url=$SY_URL pid=$SY_MAIN_PID
-    say "wrk OFREP single flag, run $run: $server, ${DURATION} s, $CONNECTIONS connections"
-    result=$(run_wrk "ofrep-$server-$run" "$url" "$DURATION" "$pid" "$TMP/ofrep.jsonl" "$OFREP_PATH")
-    record "wrk_ofrep server=$server run=$run $result"
-    echo "    $result" >&2
-  done
-done
+wrk_pairs wrk_ofrep ofrep- "OFREP single flag" "$TMP/ofrep.jsonl" "$OFREP_PATH"
 record "after_load_rss_kb baseline=$(rss_kb "$BASE_PID") switchyard=$(rss_kb "$SY_MAIN_PID") switchyard_hwm=$(hwm_kb "$SY_MAIN_PID")"
 
 # --- 3. latency under load: half of Switchyard's measured maximum ------------------------

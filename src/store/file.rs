@@ -446,15 +446,7 @@ impl StoreFile {
         enrolled: bool,
     ) -> Result<bool, StoreError> {
         self.write(|tx| {
-            if tx
-                .open_table(ROLLOUTS)
-                .map_err(down)?
-                .get(key)
-                .map_err(down)?
-                .is_none()
-            {
-                return Err(StoreError::NotFound(key.to_string()));
-            }
+            require_rollout_in(&tx.open_table(ROLLOUTS).map_err(down)?, key)?;
             let mut enrollments = tx.open_table(ENROLLMENTS).map_err(down)?;
             let changed = if enrolled {
                 enrollments
@@ -476,15 +468,7 @@ impl StoreFile {
         user_keys: impl IntoIterator<Item = String>,
     ) -> Result<u64, StoreError> {
         self.write(|tx| {
-            if tx
-                .open_table(ROLLOUTS)
-                .map_err(down)?
-                .get(key)
-                .map_err(down)?
-                .is_none()
-            {
-                return Err(StoreError::NotFound(key.to_string()));
-            }
+            require_rollout_in(&tx.open_table(ROLLOUTS).map_err(down)?, key)?;
             let mut enrollments = tx.open_table(ENROLLMENTS).map_err(down)?;
             let mut added = 0;
             for user_key in user_keys {
@@ -521,12 +505,15 @@ impl StoreFile {
 /// `NotFound` unless the rollout `key` exists: a page of a rollout's history or enrollments
 /// is asked of a rollout, not of a key.
 fn require_rollout(tx: &ReadTransaction, key: &str) -> Result<(), StoreError> {
-    match tx
-        .open_table(ROLLOUTS)
-        .map_err(down)?
-        .get(key)
-        .map_err(down)?
-    {
+    require_rollout_in(&tx.open_table(ROLLOUTS).map_err(down)?, key)
+}
+
+/// `NotFound` unless `rollouts` holds the rollout `key` (in a read or a write transaction).
+fn require_rollout_in(
+    rollouts: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<(), StoreError> {
+    match rollouts.get(key).map_err(down)? {
         Some(_) => Ok(()),
         None => Err(StoreError::NotFound(key.to_string())),
     }
