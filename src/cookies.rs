@@ -107,15 +107,16 @@ impl CookieSigner {
     }
 
     pub fn sign_sticky(&self, rollout: &str, epoch: u64, state: StickyState) -> String {
-        use std::fmt::Write;
-        // One allocation: payload, then the signature appended in place.
+        // One allocation: payload, then the signature appended in place (no `fmt`: hot path).
         let mut value = String::with_capacity(rollout.len() + 72);
-        let _ = write!(
-            value,
-            "{STICKY_TAG}.{rollout}.{epoch}.{}.{}",
-            state.bucket,
-            u8::from(state.stytch)
-        );
+        value.push_str(STICKY_TAG);
+        value.push('.');
+        value.push_str(rollout);
+        value.push('.');
+        value.push_str(itoa::Buffer::new().format(epoch));
+        value.push('.');
+        value.push_str(itoa::Buffer::new().format(state.bucket));
+        value.push_str(if state.stytch { ".1" } else { ".0" });
         self.sign_in_place(value)
     }
 

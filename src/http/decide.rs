@@ -114,6 +114,65 @@ pub struct DecideResponse<'a> {
     pub session: SessionBody,
 }
 
+impl DecideResponse<'_> {
+    /// The answer as JSON, written by hand: the decide route's hottest bytes. Exactly what
+    /// serde's derive writes (a unit test holds them equal); a string that would need escaping
+    /// is handed to serde_json.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(320);
+        out.extend_from_slice(b"{\"rollout\":");
+        push_json_str(&mut out, self.rollout);
+        out.extend_from_slice(b",\"flow\":");
+        push_json_str(&mut out, self.flow);
+        out.extend_from_slice(b",\"reason\":");
+        push_json_str(&mut out, self.reason);
+        out.extend_from_slice(b",\"rule\":");
+        match self.rule {
+            Some(rule) => push_json_str(&mut out, rule),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"bucket\":");
+        out.extend_from_slice(itoa::Buffer::new().format(self.bucket).as_bytes());
+        out.extend_from_slice(b",\"version\":");
+        out.extend_from_slice(itoa::Buffer::new().format(self.version).as_bytes());
+        out.extend_from_slice(b",\"set_cookie\":");
+        match &self.set_cookie {
+            Some(cookie) => {
+                out.extend_from_slice(b"{\"name\":");
+                push_json_str(&mut out, cookie.name);
+                out.extend_from_slice(b",\"value\":");
+                push_json_str(&mut out, cookie.value);
+                out.extend_from_slice(b",\"max_age_seconds\":");
+                out.extend_from_slice(
+                    itoa::Buffer::new()
+                        .format(cookie.max_age_seconds)
+                        .as_bytes(),
+                );
+                out.push(b'}');
+            }
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"session\":{\"source\":");
+        push_json_str(&mut out, self.session.source);
+        out.extend_from_slice(b",\"action\":");
+        push_json_str(&mut out, self.session.action);
+        out.extend_from_slice(b"}}");
+        out
+    }
+}
+
+/// `text` as a JSON string: as it is when nothing in it needs escaping (keys, rule ids, cookie
+/// names and values, and the fixed words of the answer never do), else through serde_json.
+fn push_json_str(out: &mut Vec<u8>, text: &str) {
+    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else {
+        serde_json::to_writer(&mut *out, text).expect("a string always serialises");
+    }
+}
+
 const MAX_KEY_BYTES: usize = 512;
 
 /// The members of a decide request as sent, before they are checked: what both
@@ -229,12 +288,51 @@ pub async fn decide(
             action: decided.session_action.as_str(),
         },
     };
-    Ok(HttpResponse::Ok().json(response))
+    Ok(HttpResponse::Ok()
+        .insert_header(actix_web::http::header::ContentType::json())
+        .body(response.to_json()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hand_written_answer_is_what_serde_writes() {
+        let cookie = SetCookieBody {
+            name: "sy_flow",
+            value: "s1.stytch-login.3.4217.1.abc-_DEF",
+            max_age_seconds: 2_592_000,
+        };
+        let odd = "quote \" backslash \\ newline \n tab \t \u{1} é ✓";
+        for rule in [None, Some("offices"), Some(odd)] {
+            for set_cookie in [None, Some(&cookie)] {
+                for rollout in ["stytch-login", odd] {
+                    let answer = DecideResponse {
+                        rollout,
+                        flow: "stytch",
+                        reason: "percentage",
+                        rule,
+                        bucket: 9_999,
+                        version: u64::MAX,
+                        set_cookie: set_cookie.map(|c| SetCookieBody {
+                            name: c.name,
+                            value: c.value,
+                            max_age_seconds: c.max_age_seconds,
+                        }),
+                        session: SessionBody {
+                            source: "legacy",
+                            action: "migrate_to_stytch",
+                        },
+                    };
+                    assert_eq!(
+                        String::from_utf8(answer.to_json()).unwrap(),
+                        serde_json::to_string(&answer).unwrap()
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn strings_are_borrowed_from_the_body_unless_escaped() {

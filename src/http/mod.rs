@@ -106,13 +106,17 @@ fn resource<const N: usize>(pattern: &'static str, routes: [(Method, Route); N])
         };
         async move { Err::<HttpResponse, _>(error) }
     });
-    routes.into_iter().fold(
-        web::resource(pattern)
-            .name(pattern)
-            .route(options)
-            .default_service(not_allowed),
-        |r, (_, route)| r.route(route),
-    )
+    // The path's own methods first, OPTIONS after them: actix checks each route's method guard
+    // in order, and a decide request should meet its own first.
+    routes
+        .into_iter()
+        .fold(
+            web::resource(pattern)
+                .name(pattern)
+                .default_service(not_allowed),
+            |r, (_, route)| r.route(route),
+        )
+        .route(options)
 }
 
 /// The routing table of SPEC §4 and §10.
