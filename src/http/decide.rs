@@ -164,13 +164,35 @@ impl DecideResponse<'_> {
 /// `text` as a JSON string: as it is when nothing in it needs escaping (keys, rule ids, cookie
 /// names and values, and the fixed words of the answer never do), else through serde_json.
 fn push_json_str(out: &mut Vec<u8>, text: &str) {
-    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if !needs_escape(text.as_bytes()) {
         out.push(b'"');
         out.extend_from_slice(text.as_bytes());
         out.push(b'"');
     } else {
         serde_json::to_writer(&mut *out, text).expect("a string always serialises");
     }
+}
+
+/// Whether JSON needs any byte of `bytes` escaped: a control character, `"` or `\\`. Eight
+/// bytes at a time (the classic "has a zero byte" bit trick on each condition).
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGHS != 0;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let w = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        // A byte below 0x20, or equal to '"' (0x22) or '\\' (0x5c); bytes of 0x80 and above
+        // (UTF-8) never need escaping and are masked out of the first test.
+        let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGHS != 0;
+        if below_space || has_zero(w ^ (ONES * 0x22)) || has_zero(w ^ (ONES * 0x5c)) {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 const MAX_KEY_BYTES: usize = 512;
@@ -296,6 +318,23 @@ pub async fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn needs_escape_finds_exactly_what_json_escapes() {
+        // Every byte at every position of a 17-byte string (two words and a remainder).
+        for at in 0..17 {
+            for byte in 0..=255u8 {
+                let mut bytes = vec![b'a'; 17];
+                bytes[at] = byte;
+                let expected = byte < 0x20 || byte == b'"' || byte == b'\\';
+                assert_eq!(needs_escape(&bytes), expected, "byte {byte:#x} at {at}");
+            }
+        }
+        assert!(!needs_escape(
+            "s1.stytch-login.3.4217.1.Zm9v_-bar".as_bytes()
+        ));
+        assert!(!needs_escape("é✓ü".as_bytes()));
+    }
 
     #[test]
     fn the_hand_written_answer_is_what_serde_writes() {
