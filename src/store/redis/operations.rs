@@ -22,15 +22,20 @@ use crate::store::{
 impl Inner {
     /// `NotFound` unless the rollout exists.
     async fn require_rollout(&self, conn: &mut Conn, key: &str) -> Result<(), StoreError> {
-        let exists: bool = redis::cmd("HEXISTS")
-            .arg(self.keys.versions())
-            .arg(key)
+        // Both in one MULTI (one hash slot): asked one after the other, a restore finishing in
+        // between would make a rollout that is there look gone.
+        let (dataset, exists): (bool, bool) = redis::pipe()
+            .atomic()
+            .exists(self.keys.generation())
+            .hexists(self.keys.versions(), key)
             .query_async(conn)
             .await
             .map_err(unavailable)?;
         if !exists {
             // Not "no such rollout" while Redis is empty and being restored.
-            self.require_dataset(conn).await?;
+            if !dataset {
+                return Err(self.dataset_missing());
+            }
             return Err(StoreError::NotFound(key.to_string()));
         }
         Ok(())
@@ -97,15 +102,17 @@ impl RolloutStore for RedisStore {
     async fn get(&self, key: &str) -> Result<Option<Rollout>, StoreError> {
         let result = async {
             let mut conn = self.inner.request_conn().await?;
-            let json: Option<String> = redis::cmd("HGET")
-                .arg(self.inner.keys.rollouts())
-                .arg(key)
+            // Both in one MULTI (one hash slot), as in `require_rollout`.
+            let (dataset, json): (bool, Option<String>) = redis::pipe()
+                .atomic()
+                .exists(self.inner.keys.generation())
+                .hget(self.inner.keys.rollouts(), key)
                 .query_async(&mut conn)
                 .await
                 .map_err(unavailable)?;
-            if json.is_none() {
+            if json.is_none() && !dataset {
                 // Not "no such rollout" while Redis is empty and being restored.
-                self.inner.require_dataset(&mut conn).await?;
+                return Err(self.inner.dataset_missing());
             }
             json.map(|j| serde_json::from_str(&j).map_err(invalid(format!("rollout '{key}'"))))
                 .transpose()
