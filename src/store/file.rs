@@ -557,6 +557,40 @@ fn users_of(
 }
 
 /// Opens an existing database file, refusing one that is corrupt or of another layout.
+/// Opens a copy of the database at `path` with every page's checksum verified, and removes it:
+/// `Err` when the file is damaged. The copy sits beside the file (same disk, same mode).
+fn check_a_copy(path: &Path) -> Result<(), redb::Error> {
+    let name = path
+        .file_name()
+        .map_or_else(|| "store".into(), |n| n.to_string_lossy().into_owned());
+    let copy = path.with_file_name(format!(".{name}.check-{}", std::process::id()));
+    let checked = (|| {
+        std::fs::copy(path, &copy)?;
+        match std::panic::catch_unwind(|| {
+            Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .set_check_integrity_on_open(true)
+                .open(&copy)
+        }) {
+            // Our own fresh copy cannot be missing or locked: whatever fails to read in it (a
+            // file cut short ends in "failed to fill whole buffer") is damage.
+            Ok(opened) => opened.map(drop).map_err(|e| match redb::Error::from(e) {
+                corrupted @ redb::Error::Corrupted(_) => corrupted,
+                other => redb::Error::Corrupted(other.to_string()),
+            }),
+            Err(panic) => Err(redb::Error::Corrupted(
+                panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unreadable".into()),
+            )),
+        }
+    })();
+    let _ = std::fs::remove_file(&copy);
+    checked
+}
+
 fn open_database(path: &Path) -> Result<Opened, StoreError> {
     let refused = |source: redb::Error| StoreError::Database {
         path: path.display().to_string(),
@@ -574,6 +608,10 @@ fn open_database(path: &Path) -> Result<Opened, StoreError> {
                 .open(path)
         })
     };
+    // redb's checking open writes to the file it checks (it marks the header, then repairs),
+    // so a damaged file would not be left as it was: check a private copy first, and open the
+    // file itself only once the copy passed.
+    check_a_copy(path).map_err(refused)?;
     // The file is locked while open. An instance that is stopping (a restart in the same
     // process) lets go within moments; another process that holds it is an error.
     let deadline = std::time::Instant::now() + LOCK_WAIT;
