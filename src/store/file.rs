@@ -557,6 +557,25 @@ fn users_of(
 }
 
 /// Opens an existing database file, refusing one that is corrupt or of another layout.
+/// Opens the database at `path` with every page's checksum verified. Should redb panic on some
+/// damage, that is a corrupt file too, not a crash of the service: `Err` holds the panic's
+/// message.
+fn checking_open(path: &Path) -> Result<Result<Database, redb::DatabaseError>, String> {
+    std::panic::catch_unwind(|| {
+        Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .set_check_integrity_on_open(true)
+            .open(path)
+    })
+    .map_err(|panic| {
+        panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unreadable".into())
+    })
+}
+
 /// Opens a copy of the database at `path` with every page's checksum verified, and removes it:
 /// `Err` when the file is damaged. The copy sits beside the file (same disk, same mode).
 fn check_a_copy(path: &Path) -> Result<(), redb::Error> {
@@ -566,25 +585,14 @@ fn check_a_copy(path: &Path) -> Result<(), redb::Error> {
     let copy = path.with_file_name(format!(".{name}.check-{}", std::process::id()));
     let checked = (|| {
         std::fs::copy(path, &copy)?;
-        match std::panic::catch_unwind(|| {
-            Database::builder()
-                .set_cache_size(CACHE_BYTES)
-                .set_check_integrity_on_open(true)
-                .open(&copy)
-        }) {
+        match checking_open(&copy) {
             // Our own fresh copy cannot be missing or locked: whatever fails to read in it (a
             // file cut short ends in "failed to fill whole buffer") is damage.
             Ok(opened) => opened.map(drop).map_err(|e| match redb::Error::from(e) {
                 corrupted @ redb::Error::Corrupted(_) => corrupted,
                 other => redb::Error::Corrupted(other.to_string()),
             }),
-            Err(panic) => Err(redb::Error::Corrupted(
-                panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "unreadable".into()),
-            )),
+            Err(panic) => Err(redb::Error::Corrupted(panic)),
         }
     })();
     let _ = std::fs::remove_file(&copy);
@@ -600,14 +608,7 @@ fn open_database(path: &Path) -> Result<Opened, StoreError> {
     // anyway to load enrollments), so that a file altered outside redb is refused here rather
     // than failing later. Should redb still panic on some damage, that is a corrupt file too,
     // not a crash of the service.
-    let open = || {
-        std::panic::catch_unwind(|| {
-            Database::builder()
-                .set_cache_size(CACHE_BYTES)
-                .set_check_integrity_on_open(true)
-                .open(path)
-        })
-    };
+    let open = || checking_open(path);
     // redb's checking open writes to the file it checks (it marks the header, then repairs),
     // so a damaged file would not be left as it was: check a private copy first, and open the
     // file itself only once the copy passed.
@@ -623,14 +624,7 @@ fn open_database(path: &Path) -> Result<Opened, StoreError> {
         attempt = open();
     }
     let opened = attempt
-        .map_err(|panic| {
-            let why = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unreadable".into());
-            refused(redb::Error::Corrupted(why))
-        })?
+        .map_err(|panic| refused(redb::Error::Corrupted(panic)))?
         .map_err(|e| refused(e.into()))?;
     let schema = {
         let tx = opened.begin_read().map_err(|e| refused(e.into()))?;
@@ -708,30 +702,28 @@ fn create_database(path: &Path, data: Option<&Dataset>) -> Result<Opened, StoreE
 
 /// Empties every table (creating those that do not exist) and writes the layout's version.
 fn clear(tx: &WriteTransaction) -> Result<(), StoreError> {
-    tx.open_table(ROLLOUTS)
+    empty(tx, ROLLOUTS)?;
+    empty(tx, HISTORY)?;
+    empty(tx, AUDIT)?;
+    empty(tx, ENROLLMENTS)?;
+    empty(tx, RETIRED)?;
+    empty(tx, META)?;
+    tx.open_table(META)
         .map_err(down)?
-        .retain(|_, _| false)
+        .insert("schema", SCHEMA)
         .map_err(down)?;
-    tx.open_table(HISTORY)
-        .map_err(down)?
-        .retain(|_, _| false)
-        .map_err(down)?;
-    tx.open_table(AUDIT)
-        .map_err(down)?
-        .retain(|_, _| false)
-        .map_err(down)?;
-    tx.open_table(ENROLLMENTS)
-        .map_err(down)?
-        .retain(|_, _| false)
-        .map_err(down)?;
-    tx.open_table(RETIRED)
-        .map_err(down)?
-        .retain(|_, _| false)
-        .map_err(down)?;
-    let mut meta = tx.open_table(META).map_err(down)?;
-    meta.retain(|_, _| false).map_err(down)?;
-    meta.insert("schema", SCHEMA).map_err(down)?;
     Ok(())
+}
+
+/// Removes every row of `table` (creating it when it does not exist).
+fn empty<K: redb::Key + 'static, V: redb::Value + 'static>(
+    tx: &WriteTransaction,
+    table: TableDefinition<K, V>,
+) -> Result<(), StoreError> {
+    tx.open_table(table)
+        .map_err(down)?
+        .retain(|_, _| false)
+        .map_err(down)
 }
 
 /// Writes a whole dataset into empty tables.
