@@ -313,15 +313,7 @@ async fn chaos() {
     }
     a.create_rollout(json!({"key": "doomed", "sticky": {"enabled": false}}))
         .await;
-    let r = a
-        .send(
-            Method::DELETE,
-            "/v1/rollouts/doomed",
-            Some(ADMIN_TOKEN),
-            None,
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(a.delete_rollout("doomed").await, StatusCode::NO_CONTENT);
     for app in [&a, &b, &c] {
         eventually(Duration::from_secs(2), "every replica in step", || async {
             deciding_version(app).await == 2

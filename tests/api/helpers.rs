@@ -334,6 +334,18 @@ impl TestApp {
     }
 
     /// Records an enrollment; returns the status.
+    /// Deletes a rollout with the admin token; the answer's status.
+    pub async fn delete_rollout(&self, key: &str) -> StatusCode {
+        self.send(
+            reqwest::Method::DELETE,
+            &format!("/v1/rollouts/{key}"),
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await
+        .status()
+    }
+
     pub async fn enroll(&self, key: &str, user_key: &str) -> StatusCode {
         self.send(
             reqwest::Method::PUT,

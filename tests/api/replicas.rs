@@ -382,15 +382,7 @@ async fn redis_coming_back_empty_is_restored_from_the_last_known_copy_and_counte
     // A rollout deleted through the API stays deleted, and is no reason to restore anything.
     a.create_rollout(json!({"key": "doomed", "sticky": {"enabled": false}}))
         .await;
-    let r = a
-        .send(
-            Method::DELETE,
-            "/v1/rollouts/doomed",
-            Some(ADMIN_TOKEN),
-            None,
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(a.delete_rollout("doomed").await, StatusCode::NO_CONTENT);
     eventually(Duration::from_secs(2), "B sees the deletion", || async {
         b.get("/v1/rollouts/doomed", READ_TOKEN).await.status() == StatusCode::NOT_FOUND
     })
