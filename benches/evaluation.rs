@@ -29,6 +29,8 @@ fn rollout(percentage: f64, rules: serde_json::Value) -> CompiledRollout {
             sticky: Sticky::default(),
             epoch: 1,
             legacy_sessions: LegacySessions::Reject,
+            schedule: None,
+            guard: None,
         },
         version: 1,
         updated_at: chrono::Utc::now(),

@@ -17,6 +17,7 @@ use crate::catalog::Catalog;
 use crate::cookies::CookieSigner;
 use crate::rules::compile::{is_valid_key, validate_content};
 use crate::rules::model::{Sticky, StickyDraft, SERVER_KEPT};
+use crate::rules::schedule::{self, DueStep};
 use crate::rules::{Flow, Rollout, RolloutContent, RolloutDraft, ValidationErrors};
 use crate::store::{
     Action, AuditPage, Change, ChangeRecord, EnrollmentPage, FieldChange, HistoryEntry,
@@ -27,6 +28,15 @@ use crate::store::{
 pub const DEFAULT_ROLLOUT: &str = "stytch-login";
 /// The actor named in history for changes Switchyard makes itself.
 pub const SYSTEM_ACTOR: &str = "switchyard";
+/// The actor named in history for the steps of a ramp schedule (SPEC §9).
+pub const SCHEDULE_ACTOR: &str = "schedule";
+
+/// A schedule step this replica applied: the version it made, and which step it was.
+#[derive(Debug, Clone)]
+pub struct AppliedStep {
+    pub rollout: Rollout,
+    pub step: DueStep,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -416,6 +426,7 @@ impl Admin {
         }
         let epoch_given = draft.epoch.is_some();
         let mut content = draft.into_content(&key, None, random_salt);
+        schedule::settle_write(None, &mut content);
         validate_content(&content)?;
         let _writer = self.writer.lock().await;
         if self.catalog.get(&key).is_some() {
@@ -510,15 +521,18 @@ impl Admin {
             .await
     }
 
+    /// A person's (or the guard's) change: an active schedule is paused by a change of the
+    /// percentage or the kill switch, and is `done` with no step left (SPEC §9).
     async fn update(
         &self,
         key: &str,
         current: Rollout,
-        content: RolloutContent,
+        mut content: RolloutContent,
         action: Action,
         restored_version: Option<u64>,
         actor: &str,
     ) -> Result<Rollout, AdminError> {
+        schedule::settle_write(Some(&current.content), &mut content);
         validate_content(&content)?;
         if content.epoch < current.content.epoch {
             return Err(field_error(
@@ -607,6 +621,43 @@ impl Admin {
             actor,
         )
         .await
+    }
+
+    /// Applies the step of `key`'s schedule that is due at `now`, if one is, as an ordinary
+    /// versioned write by [`SCHEDULE_ACTOR`]. The decision is made on the version the store
+    /// holds and committed with a compare-and-set on it, so when several replicas try at the
+    /// same instant one applies the step and the others get `VersionMismatch` (and, reading
+    /// again, find nothing due). `Ok(None)`: nothing was due.
+    pub async fn apply_due_step(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<AppliedStep>, AdminError> {
+        let _writer = self.writer.lock().await;
+        let current = self.current(key).await?;
+        let Some(step) = current
+            .content
+            .schedule
+            .as_ref()
+            .and_then(|s| s.due(now))
+        else {
+            return Ok(None);
+        };
+        let content = schedule::apply(&current.content, step);
+        validate_content(&content)?;
+        let rollout = self
+            .commit(Write {
+                key,
+                previous: Some(&current),
+                retired: None,
+                content: Some(content),
+                action: Action::Updated,
+                restored_version: None,
+                actor: SCHEDULE_ACTOR,
+            })
+            .await?
+            .expect("an update yields a rollout");
+        Ok(Some(AppliedStep { rollout, step }))
     }
 
     pub async fn history(&self, key: &str) -> Result<Vec<HistoryEntry>, AdminError> {

@@ -4,7 +4,9 @@
 //! Readers take lock-free snapshots (`arc_swap`) of the rollouts and of sharded enrollment
 //! sets: a decision never waits for a writer or the store. Writers install whole compiled versions; a version
 //! older than the one installed is ignored, so late or repeated updates cannot go backwards.
-//! This module must not talk to the store or know about HTTP.
+//! Background tasks (the schedule runner) can wait for the rollouts to change
+//! (`Catalog::changes`); deciders never do. This module must not talk to the store or know
+//! about HTTP.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -144,6 +146,8 @@ pub struct Catalog {
     writer: Mutex<()>,
     /// Rules have been loaded at least once (`/readyz`).
     ready: AtomicBool,
+    /// Counts rollout changes (installs, removals, reloads), for tasks that wait for them.
+    changes: tokio::sync::watch::Sender<u64>,
     metrics: Arc<Metrics>,
 }
 
@@ -154,8 +158,19 @@ impl Catalog {
             enrollments: Mutex::new(HashMap::new()),
             writer: Mutex::new(()),
             ready: AtomicBool::new(false),
+            changes: tokio::sync::watch::Sender::new(0),
             metrics,
         }
+    }
+
+    /// A receiver that is told whenever a rollout is installed, removed or reloaded (the
+    /// schedule runner waits on it). Deciders never touch it.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     pub fn is_ready(&self) -> bool {
@@ -223,6 +238,7 @@ impl Catalog {
         }
         self.rollouts.store(Arc::new(next));
         self.mark_ready();
+        self.changed();
     }
 
     /// The current version of a rollout.
@@ -277,6 +293,7 @@ impl Catalog {
         let mut next: Snapshot = (**current).clone();
         next.insert(key.into(), live);
         self.rollouts.store(Arc::new(next));
+        self.changed();
         Ok(true)
     }
 
@@ -295,6 +312,7 @@ impl Catalog {
             .unwrap_or_else(|e| e.into_inner())
             .remove(key);
         self.metrics.forget_rollout(key);
+        self.changed();
         true
     }
 

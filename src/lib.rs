@@ -9,6 +9,7 @@ pub mod geo;
 pub mod http;
 pub mod metrics;
 pub mod rules;
+pub mod schedule_runner;
 pub mod sessions;
 pub mod startup;
 pub mod store;

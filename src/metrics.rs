@@ -28,6 +28,8 @@ pub struct Metrics {
     pub login_outcomes: IntCounterVec,
     pub build_info: IntGaugeVec,
     pub rule_matches: IntCounterVec,
+    /// Counted by the schedule runner alone (`schedule_step_applied`).
+    schedule_steps_applied: IntCounterVec,
 }
 
 /// Every store operation that can fail, so their error counters exist from the start.
@@ -210,6 +212,14 @@ impl Metrics {
             &["rollout", "rule"],
         )
         .expect("valid metric");
+        let schedule_steps_applied = IntCounterVec::new(
+            opts(
+                "switchyard_schedule_steps_applied_total",
+                "Schedule steps this replica applied (each one a new version by the actor `schedule`), by rollout.",
+            ),
+            &["rollout"],
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             opts(
                 "switchyard_build_info",
@@ -234,6 +244,7 @@ impl Metrics {
             Box::new(login_outcomes.clone()),
             Box::new(build_info.clone()),
             Box::new(rule_matches.clone()),
+            Box::new(schedule_steps_applied.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -257,6 +268,7 @@ impl Metrics {
             login_outcomes,
             build_info,
             rule_matches,
+            schedule_steps_applied,
         }
         .with_store_errors_at_zero()
     }
@@ -269,7 +281,7 @@ impl Metrics {
     }
 
     /// Resolves (and so exports at zero) every counter of one rollout: decisions, rejected
-    /// cookies, login outcomes and one per rule (`rule_ids`, in rule order). Rule series of
+    /// cookies, login outcomes, schedule steps applied and one per rule (`rule_ids`, in rule order). Rule series of
     /// rules the rollout no longer has are dropped.
     pub fn rollout_counters(&self, rollout: &str, rule_ids: &[&str]) -> RolloutCounters {
         for flow in [Flow::Stytch, Flow::Legacy] {
@@ -279,6 +291,7 @@ impl Metrics {
             }
         }
         self.forget_rules(rollout, |rule| !rule_ids.contains(&rule));
+        self.schedule_steps_applied.with_label_values(&[rollout]);
         let rules = rule_ids
             .iter()
             .map(|id| self.rule_matches.with_label_values(&[rollout, id]))
@@ -347,6 +360,7 @@ impl Metrics {
         let _ = self.rollout_enabled.remove_label_values(&[rollout]);
         let _ = self.rollout_version.remove_label_values(&[rollout]);
         let _ = self.enrollments.remove_label_values(&[rollout]);
+        let _ = self.schedule_steps_applied.remove_label_values(&[rollout]);
         for flow in [Flow::Stytch, Flow::Legacy] {
             for reason in Reason::ALL {
                 let _ =
@@ -364,6 +378,13 @@ impl Metrics {
                 .cookies_rejected
                 .remove_label_values(&[rollout, reason.as_str()]);
         }
+    }
+
+    /// Counts one schedule step applied by this replica to `rollout`.
+    pub fn schedule_step_applied(&self, rollout: &str) {
+        self.schedule_steps_applied
+            .with_label_values(&[rollout])
+            .inc();
     }
 
     /// Records whether a store operation reached the store.

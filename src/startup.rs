@@ -29,6 +29,7 @@ use crate::http::body::{BodyLimit, RequestTimeout};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::rules::ValidationErrors;
+use crate::schedule_runner::{self, RunningSchedules};
 use crate::sessions::Classifier;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::redis::{RedisOptions, RedisStore};
@@ -83,6 +84,8 @@ pub struct Application {
     pub store_description: String,
     /// GeoIP reloader, store follower or probe: stopped with the server.
     background: Vec<tokio::task::JoinHandle<()>>,
+    /// The schedule runner: stopped with the server, between two writes.
+    schedules: RunningSchedules,
 }
 
 fn random_secret() -> String {
@@ -361,7 +364,7 @@ impl Application {
             background.push(tokio::spawn(probe_forever(embedded, metrics.clone())));
         }
         background.extend(store.follow(catalog.clone()));
-        let admin = Admin::new(store, catalog.clone(), signer.clone());
+        let admin = Arc::new(Admin::new(store, catalog.clone(), signer.clone()));
         if catalog.is_ready() {
             if let Some(created) = admin.ensure_default_rollout().await? {
                 tracing::info!(rollout = %created.key, "created the default rollout at 0 %");
@@ -428,6 +431,12 @@ impl Application {
         if let Some(workers) = settings.server.workers {
             server = server.workers(workers.max(1));
         }
+        // Nothing can fail any more: start applying schedules.
+        let schedules = schedule_runner::spawn(
+            state.admin.clone(),
+            catalog.clone(),
+            state.metrics.clone(),
+        );
         Ok(Application {
             port,
             server: server.run(),
@@ -435,6 +444,7 @@ impl Application {
             generated_admin_token,
             store_description,
             background,
+            schedules,
         })
     }
 
@@ -450,6 +460,7 @@ impl Application {
     /// Serves until the process is told to stop (SIGINT/SIGTERM: graceful shutdown).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
+        self.schedules.stop().await;
         for task in &self.background {
             task.abort();
         }

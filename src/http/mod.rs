@@ -35,7 +35,7 @@ use error::ApiError;
 /// Everything handlers share, registered once as `web::Data<AppState>`.
 pub struct AppState {
     pub decider: Decider,
-    pub admin: Admin,
+    pub admin: Arc<Admin>,
     pub metrics: Arc<Metrics>,
     pub tokens: Tokens,
     /// The in-memory rules (`/readyz` asks whether they are loaded).

@@ -15,7 +15,10 @@ use super::bucket::BasisPoints;
 use super::country::parse_country;
 use super::formats;
 use super::location::Code;
-use super::model::{Conditions, Flow, LegacySessions, Outcome, Rollout, RolloutContent};
+use super::model::{
+    Conditions, Flow, Guard, LegacySessions, Outcome, Rollout, RolloutContent, Schedule,
+    ScheduleState,
+};
 
 /// One problem with one field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +67,19 @@ impl Problems {
 /// The largest epoch: the largest whole number a JSON number carries exactly, so that every
 /// client reads it right and "one above a deleted rollout's epoch" never overflows.
 pub const MAX_EPOCH: u64 = (1 << 53) - 1;
+
+/// The most steps a schedule may have.
+pub const MAX_SCHEDULE_STEPS: usize = 100;
+
+/// A guard's window: 10 seconds to a day.
+pub const GUARD_WINDOW_SECONDS: std::ops::RangeInclusive<u64> = 10..=86_400;
+
+/// A guard's minimum attempts per flow.
+pub const GUARD_MIN_ATTEMPTS: std::ops::RangeInclusive<u64> = 1..=1_000_000_000;
+
+/// A guard's confidence: below 0.8 a one-sided bound trips on noise; above 0.999 it needs
+/// samples few rollouts ever see.
+pub const GUARD_CONFIDENCE: std::ops::RangeInclusive<f64> = 0.8..=0.999;
 
 /// The continents a rule may name.
 pub const CONTINENTS: [&str; 7] = ["AF", "AN", "AS", "EU", "NA", "OC", "SA"];
@@ -374,6 +390,13 @@ fn compile_content(
         });
     }
 
+    if let Some(schedule) = &content.schedule {
+        check_schedule(schedule, problems);
+    }
+    if let Some(guard) = &content.guard {
+        check_guard(guard, problems);
+    }
+
     let needs_location = rules
         .iter()
         .any(|r| r.conditions.iter().any(Condition::needs_location));
@@ -402,6 +425,102 @@ fn percentage_field(field: &str, percent: f64, problems: &mut Problems) -> Basis
         );
         BasisPoints::ZERO
     })
+}
+
+/// A ramp schedule (SPEC §9): 1 to 100 steps in strictly increasing time order, each with a
+/// percentage as valid as the rollout's; `done` only once every step is behind it.
+fn check_schedule(schedule: &Schedule, problems: &mut Problems) {
+    let steps = &schedule.steps;
+    if steps.is_empty() {
+        problems.add(
+            "schedule.steps",
+            "must have at least one step (to stop a schedule, set its state to \"paused\")",
+        );
+    }
+    if steps.len() > MAX_SCHEDULE_STEPS {
+        problems.add(
+            "schedule.steps",
+            format!("more than {MAX_SCHEDULE_STEPS} steps"),
+        );
+    }
+    for (i, step) in steps.iter().enumerate() {
+        if i > 0 && step.at <= steps[i - 1].at {
+            problems.add(
+                format!("schedule.steps[{i}].at"),
+                format!(
+                    "must be later than steps[{}].at ({}): steps are in strictly increasing time order",
+                    i - 1,
+                    steps[i - 1].at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+                ),
+            );
+        }
+        percentage_field(
+            &format!("schedule.steps[{i}].percentage"),
+            step.percentage,
+            problems,
+        );
+    }
+    if schedule.applied_steps > steps.len() {
+        problems.add(
+            "schedule.applied_steps",
+            format!(
+                "{} steps applied of {}: more than the schedule has",
+                schedule.applied_steps,
+                steps.len()
+            ),
+        );
+    } else if schedule.state == ScheduleState::Done && schedule.applied_steps < steps.len() {
+        problems.add(
+            "schedule.state",
+            format!(
+                "cannot be \"done\" with {} of {} steps pending: the service sets \"done\" after \
+                 the last step; set \"active\" or \"paused\"",
+                steps.len() - schedule.applied_steps,
+                steps.len()
+            ),
+        );
+    }
+}
+
+/// A guard (SPEC §9): its window, minimum attempts, threshold and confidence in range.
+fn check_guard(guard: &Guard, problems: &mut Problems) {
+    if !GUARD_WINDOW_SECONDS.contains(&guard.window_seconds) {
+        problems.add(
+            "guard.window_seconds",
+            format!(
+                "must be a whole number of seconds from {} to {} (a day)",
+                GUARD_WINDOW_SECONDS.start(),
+                GUARD_WINDOW_SECONDS.end()
+            ),
+        );
+    }
+    if !GUARD_MIN_ATTEMPTS.contains(&guard.min_attempts) {
+        problems.add(
+            "guard.min_attempts",
+            format!(
+                "must be a whole number from {} to {}",
+                GUARD_MIN_ATTEMPTS.start(),
+                GUARD_MIN_ATTEMPTS.end()
+            ),
+        );
+    }
+    let increase = guard.max_failure_rate_increase;
+    if !(increase > 0.0 && increase <= 100.0) {
+        problems.add(
+            "guard.max_failure_rate_increase",
+            "must be more than 0 and at most 100 (percentage points)",
+        );
+    }
+    if !GUARD_CONFIDENCE.contains(&guard.confidence) {
+        problems.add(
+            "guard.confidence",
+            format!(
+                "must be from {} to {} (a one-sided confidence level)",
+                GUARD_CONFIDENCE.start(),
+                GUARD_CONFIDENCE.end()
+            ),
+        );
+    }
 }
 
 /// A list condition: must be non-empty; each element is checked by `parse`.
@@ -582,6 +701,8 @@ mod tests {
             sticky: Sticky::default(),
             epoch: 1,
             legacy_sessions: LegacySessions::Reject,
+            schedule: None,
+            guard: None,
         }
     }
 

@@ -253,6 +253,8 @@ mod tests {
                 sticky: Sticky::default(),
                 epoch: 1,
                 legacy_sessions: LegacySessions::Reject,
+                schedule: None,
+                guard: None,
             },
             version: 1,
             updated_at: chrono::Utc::now(),

@@ -10,10 +10,14 @@ pub mod location;
 pub mod model;
 #[cfg(test)]
 mod rollout_properties;
+pub mod schedule;
 pub mod wording;
 
 pub use bucket::{bucket_of, BasisPoints};
 pub use compile::{compile, CompiledRollout, FieldError, ValidationErrors};
 pub use evaluate::{decide, Decision, Reason, StickyState, Subject};
 pub use location::{Code, Location};
-pub use model::{Flow, LegacySessions, Rollout, RolloutContent, RolloutDraft, Rule};
+pub use model::{
+    Flow, Guard, GuardAction, LegacySessions, Rollout, RolloutContent, RolloutDraft, Rule, Schedule,
+    ScheduleState, ScheduleStep,
+};

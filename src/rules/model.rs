@@ -181,6 +181,109 @@ pub struct Rule {
     pub then: Outcome,
 }
 
+/// Where a ramp schedule stands (SPEC §9). Admins set `active` or `paused`; the service sets
+/// `done` once the last step has applied, and pauses an active schedule when a write changes
+/// the percentage or turns the kill switch on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleState {
+    Active,
+    Paused,
+    Done,
+}
+
+/// One planned step of a ramp: at `at`, the rollout's percentage becomes `percentage`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleStep {
+    #[serde(deserialize_with = "rfc3339::time")]
+    pub at: DateTime<Utc>,
+    pub percentage: f64,
+}
+
+/// A planned ramp: steps in strictly increasing time order, and how far it has come.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Schedule {
+    pub state: ScheduleState,
+    pub steps: Vec<ScheduleStep>,
+    /// Kept by the service: the first `applied_steps` steps are behind the schedule (applied,
+    /// or passed over because a later step's time had come too when it was applied). Admins
+    /// cannot set it; what they send is ignored.
+    #[serde(default)]
+    pub applied_steps: usize,
+}
+
+/// What a guard does when it trips (SPEC §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GuardAction {
+    /// Turn the kill switch on (`enabled: false`): everyone back to legacy.
+    #[default]
+    Kill,
+    /// Pause the schedule and set the percentage back to the previous step's.
+    Pause,
+}
+
+/// The automatic brake on login failures (SPEC §9). Every member may be left out on input and
+/// takes the default of SPEC §9's example.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Guard {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The window over which the two flows' failure rates are compared, in seconds.
+    #[serde(default = "Guard::default_window", deserialize_with = "whole::u64")]
+    pub window_seconds: u64,
+    /// Fewer attempts than this in either flow is not evidence of anything.
+    #[serde(default = "Guard::default_min_attempts", deserialize_with = "whole::u64")]
+    pub min_attempts: u64,
+    /// Trip when the lower confidence bound of (Stytch − legacy failure rate) exceeds this, in
+    /// percentage points.
+    #[serde(default = "Guard::default_max_increase")]
+    pub max_failure_rate_increase: f64,
+    /// The one-sided confidence of that bound.
+    #[serde(default = "Guard::default_confidence")]
+    pub confidence: f64,
+    #[serde(default)]
+    pub action: GuardAction,
+}
+
+impl Guard {
+    pub const DEFAULT_WINDOW_SECONDS: u64 = 600;
+    pub const DEFAULT_MIN_ATTEMPTS: u64 = 200;
+    pub const DEFAULT_MAX_FAILURE_RATE_INCREASE: f64 = 2.0;
+    pub const DEFAULT_CONFIDENCE: f64 = 0.95;
+
+    fn default_window() -> u64 {
+        Self::DEFAULT_WINDOW_SECONDS
+    }
+
+    fn default_min_attempts() -> u64 {
+        Self::DEFAULT_MIN_ATTEMPTS
+    }
+
+    fn default_max_increase() -> f64 {
+        Self::DEFAULT_MAX_FAILURE_RATE_INCREASE
+    }
+
+    fn default_confidence() -> f64 {
+        Self::DEFAULT_CONFIDENCE
+    }
+}
+
+impl Default for Guard {
+    fn default() -> Self {
+        Guard {
+            enabled: true,
+            window_seconds: Self::DEFAULT_WINDOW_SECONDS,
+            min_attempts: Self::DEFAULT_MIN_ATTEMPTS,
+            max_failure_rate_increase: Self::DEFAULT_MAX_FAILURE_RATE_INCREASE,
+            confidence: Self::DEFAULT_CONFIDENCE,
+            action: GuardAction::Kill,
+        }
+    }
+}
+
 /// The editable content of a rollout: everything an admin sets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RolloutContent {
@@ -192,6 +295,12 @@ pub struct RolloutContent {
     pub sticky: Sticky,
     pub epoch: u64,
     pub legacy_sessions: LegacySessions,
+    /// A planned ramp (SPEC §9); a rollout without one behaves as if there were none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
+    /// The automatic brake on login failures (SPEC §9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<Guard>,
 }
 
 /// One version of a rollout, as stored and as shown by the API.
@@ -215,6 +324,18 @@ pub struct StickyDraft {
     pub cookie_name: Option<String>,
     #[serde(default, deserialize_with = "whole::option_u64")]
     pub max_age_seconds: Option<u64>,
+}
+
+/// A schedule as an admin submits it: `steps` is required, `state` defaults to `active`, and
+/// `applied_steps` (kept by the service) may be sent back as fetched and is ignored.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleDraft {
+    #[serde(default, deserialize_with = "present")]
+    pub state: Option<ScheduleState>,
+    pub steps: Vec<ScheduleStep>,
+    #[serde(default, rename = "applied_steps", deserialize_with = "present")]
+    pub _applied_steps: Option<ServerKept>,
 }
 
 /// What an admin submits to create or replace a rollout. Server-kept fields (`version`,
@@ -241,6 +362,10 @@ pub struct RolloutDraft {
     pub epoch: Option<u64>,
     #[serde(default, deserialize_with = "present")]
     pub legacy_sessions: Option<LegacySessions>,
+    #[serde(default, deserialize_with = "present")]
+    pub schedule: Option<ScheduleDraft>,
+    #[serde(default, deserialize_with = "present")]
+    pub guard: Option<Guard>,
     #[serde(default, rename = "version", deserialize_with = "present")]
     pub _version: Option<ServerKept>,
     #[serde(default, rename = "updated_at", deserialize_with = "present")]
@@ -288,7 +413,9 @@ pub fn default_cookie_name(key: &str) -> String {
 impl RolloutDraft {
     /// The content this draft describes for the rollout `key`. `current` supplies salt,
     /// epoch and the cookie name when the draft leaves them out (changing any of them would
-    /// void cookies or reshuffle users); `new_salt` is used when neither has one.
+    /// void cookies or reshuffle users); `new_salt` is used when neither has one. A schedule's
+    /// progress (`applied_steps`) is the service's: it carries over from `current` for the
+    /// steps that are unchanged, and is never taken from the draft.
     pub fn into_content(
         self,
         key: &str,
@@ -317,7 +444,46 @@ impl RolloutDraft {
             },
             epoch: self.epoch.or(current.map(|c| c.epoch)).unwrap_or(1),
             legacy_sessions: self.legacy_sessions.unwrap_or_default(),
+            schedule: self.schedule.map(|draft| {
+                let applied_steps = super::schedule::carried_progress(
+                    current.and_then(|c| c.schedule.as_ref()),
+                    &draft.steps,
+                );
+                Schedule {
+                    state: draft.state.unwrap_or(ScheduleState::Active),
+                    steps: draft.steps,
+                    applied_steps,
+                }
+            }),
+            guard: self.guard,
         }
+    }
+}
+
+/// RFC 3339 times, strictly: `2026-12-01T09:00:00Z` or with an offset (`+01:00`), never the
+/// space-separated form chrono's own reader also takes.
+pub mod rfc3339 {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer};
+
+    /// What a time must look like, in the API's words.
+    pub const EXPECTED: &str =
+        "must be an RFC 3339 date and time such as 2026-12-01T09:00:00Z or 2026-12-01T10:00:00+01:00";
+
+    /// Reads `text` as an RFC 3339 date-time (`T` or `t` between date and time).
+    pub fn parse(text: &str) -> Option<DateTime<Utc>> {
+        if !matches!(text.as_bytes().get(10), Some(b'T' | b't')) {
+            return None;
+        }
+        DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }
+
+    pub fn time<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
+        let text = String::deserialize(deserializer)
+            .map_err(|_| serde::de::Error::custom(EXPECTED))?;
+        parse(&text).ok_or_else(|| serde::de::Error::custom(EXPECTED))
     }
 }
 

@@ -7,7 +7,9 @@ use serde_json::{json, Value};
 
 use super::compile::{compile, validate_content, MAX_EPOCH};
 use super::formats;
-use super::model::{Conditions, Outcome, Rule, Sticky};
+use super::model::{
+    Conditions, Guard, GuardAction, Outcome, Rule, Schedule, ScheduleState, ScheduleStep, Sticky,
+};
 use super::{BasisPoints, Flow, LegacySessions, Rollout, RolloutContent, RolloutDraft};
 
 const CASES: u32 = 1000;
@@ -27,6 +29,11 @@ fn any_json() -> impl Strategy<Value = Value> {
         Just("countries".to_string()),
         Just("subdivisions".to_string()),
         Just("app_version".to_string()),
+        Just("schedule".to_string()),
+        Just("steps".to_string()),
+        Just("at".to_string()),
+        Just("state".to_string()),
+        Just("guard".to_string()),
         "[a-z_]{1,12}",
     ];
     let leaf = prop_oneof![
@@ -98,6 +105,60 @@ fn valid_conditions() -> impl Strategy<Value = Conditions> {
         .prop_filter("a rule needs a condition", |c| *c != Conditions::default())
 }
 
+/// A schedule as the service keeps it: 1 to 5 steps in increasing time order, and a state
+/// that fits how many have applied.
+fn valid_schedule() -> impl Strategy<Value = Schedule> {
+    prop::collection::vec((1i64..10_000_000, percentage()), 1..6)
+        .prop_flat_map(|steps| {
+            let len = steps.len();
+            (Just(steps), 0..=len, any::<bool>())
+        })
+        .prop_map(|(steps, applied_steps, paused)| {
+            let mut at = 1_700_000_000i64;
+            let steps: Vec<ScheduleStep> = steps
+                .into_iter()
+                .map(|(gap, percentage)| {
+                    at += gap;
+                    ScheduleStep {
+                        at: chrono::DateTime::from_timestamp(at, 0).unwrap(),
+                        percentage,
+                    }
+                })
+                .collect();
+            let state = match (paused, applied_steps == steps.len()) {
+                (true, _) => ScheduleState::Paused,
+                (false, true) => ScheduleState::Done,
+                (false, false) => ScheduleState::Active,
+            };
+            Schedule {
+                state,
+                steps,
+                applied_steps,
+            }
+        })
+}
+
+fn valid_guard() -> impl Strategy<Value = Guard> {
+    (
+        any::<bool>(),
+        10u64..=86_400,
+        1u64..=1_000_000_000,
+        1u16..=10_000,
+        800u16..=999,
+        prop_oneof![Just(GuardAction::Kill), Just(GuardAction::Pause)],
+    )
+        .prop_map(
+            |(enabled, window_seconds, min_attempts, increase, confidence, action)| Guard {
+                enabled,
+                window_seconds,
+                min_attempts,
+                max_failure_rate_increase: f64::from(increase) / 100.0,
+                confidence: f64::from(confidence) / 1000.0,
+                action,
+            },
+        )
+}
+
 fn valid_rollout() -> impl Strategy<Value = Rollout> {
     let outcome = prop_oneof![
         Just(Outcome::Force(Flow::Stytch)),
@@ -134,6 +195,10 @@ fn valid_rollout() -> impl Strategy<Value = Rollout> {
             Just(LegacySessions::Migrate)
         ],
         1u64..1_000_000,
+        (
+            prop::option::of(valid_schedule()),
+            prop::option::of(valid_guard()),
+        ),
     )
         .prop_map(
             |(
@@ -147,6 +212,7 @@ fn valid_rollout() -> impl Strategy<Value = Rollout> {
                 epoch,
                 legacy,
                 version,
+                (schedule, guard),
             )| {
                 Rollout {
                     key,
@@ -163,6 +229,8 @@ fn valid_rollout() -> impl Strategy<Value = Rollout> {
                         },
                         epoch,
                         legacy_sessions: legacy,
+                        schedule,
+                        guard,
                     },
                     version,
                     updated_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
@@ -199,6 +267,10 @@ proptest! {
         // The same value as a rule list, and as one rule's conditions.
         read_and_compile(json!({"key": "k", "rules": [value.clone()]}));
         read_and_compile(json!({"key": "k", "rules": [{"id": "r", "when": value, "then": "stytch"}]}));
+        // The same value as a schedule, a step, and a guard.
+        read_and_compile(json!({"key": "k", "schedule": value.clone()}));
+        read_and_compile(json!({"key": "k", "schedule": {"steps": [value.clone()]}}));
+        read_and_compile(json!({"key": "k", "guard": value}));
     }
 
     #[test]
@@ -208,6 +280,7 @@ proptest! {
         read_and_compile(json!({"key": "k", "rules": [{"id": "r", "when": {
             "ip_ranges": [text], "countries": [text], "subdivisions": [text],
             "continents": [text], "app_version": text}, "then": "stytch"}]}));
+        read_and_compile(json!({"key": "k", "schedule": {"steps": [{"at": text, "percentage": 5}]}}));
     }
 
     #[test]
@@ -223,9 +296,14 @@ proptest! {
         let text = serde_json::to_string(&rollout).unwrap();
         let back: Rollout = serde_json::from_str(&text).unwrap();
         prop_assert_eq!(&back, &rollout);
-        // What an admin sends back as fetched is the same content again.
+        // What an admin sends back as fetched is the same content again (a schedule's progress
+        // is the service's: it carries over from the rollout as it is).
         let draft: RolloutDraft = serde_json::from_str(&text).unwrap();
-        let content = draft.into_content(&rollout.key, None, || unreachable!("salt is given"));
+        let content = draft.into_content(
+            &rollout.key,
+            Some(&rollout.content),
+            || unreachable!("salt is given"),
+        );
         prop_assert_eq!(&content, &rollout.content);
     }
 }

@@ -22,6 +22,18 @@ fn expectation(name: &str) -> Option<&'static str> {
         "sticky" => "sticky must be an object (enabled, cookie_name, max_age_seconds)",
         "when" => "when must be an object of conditions",
         "cookies" => "cookies must be an object of cookie names to values",
+        "schedule" => "schedule must be an object (state, steps)",
+        "steps" => "steps must be a list of steps such as {\"at\": \"2026-12-01T09:00:00Z\", \"percentage\": 5}",
+        "at" => "at must be an RFC 3339 date and time such as 2026-12-01T09:00:00Z",
+        "state" => "state must be \"active\" or \"paused\" (\"done\" is set by the service)",
+        "guard" => "guard must be an object (enabled, window_seconds, min_attempts, max_failure_rate_increase, confidence, action)",
+        "window_seconds" => "window_seconds must be a whole number of seconds from 10 to 86400",
+        "min_attempts" => "min_attempts must be a whole number, at least 1",
+        "max_failure_rate_increase" => {
+            "max_failure_rate_increase must be a number of percentage points, more than 0 and at most 100"
+        }
+        "confidence" => "confidence must be a number from 0.8 to 0.999",
+        "action" => "action must be \"kill\" or \"pause\"",
         "ip_ranges" | "countries" | "continents" | "subdivisions" | "platforms" | "user_keys" => {
             "must be a list of strings"
         }

@@ -874,6 +874,8 @@ mod tests {
                 sticky: Sticky::default(),
                 epoch: 1,
                 legacy_sessions: LegacySessions::Reject,
+                schedule: None,
+                guard: None,
             },
             version,
             updated_at: chrono::Utc::now(),

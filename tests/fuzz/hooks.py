@@ -18,6 +18,12 @@ RULES_NO_SCHEMA_CAN_STATE = [
     (r"sticky\.cookie_name", r"cookie '[^']*' is already used by rollout '[^']*'"),
     (r"version", r"rollout '[^']*' has no version \d+"),
     (r"rules\[\d+\]\.id", r"duplicate rule id '[^']*'"),
+    # A schedule's steps in strictly increasing time order (across items of one array).
+    (r"schedule\.steps\[\d+\]\.at", r"must be later than steps\[\d+\]\.at "),
+    # `done` only once every step is behind the schedule (the service's progress).
+    (r"schedule\.state", r'cannot be "done" with \d+ of \d+ steps pending'),
+    # A schedule patch without steps, on a rollout that has no schedule to merge it into.
+    (r"schedule\.steps", r"required$"),
 ]
 
 
