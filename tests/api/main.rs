@@ -19,6 +19,7 @@ mod replicas;
 mod rollouts;
 mod rules;
 mod safe_defaults;
+mod schedule;
 mod sessions;
 mod smoke;
 mod store_contract;

@@ -343,6 +343,37 @@ async fn enrollments_are_idempotent_and_page_in_key_order(s: Subject) {
     assert_eq!(loaded.enrollment_count(), keys.len());
 }
 
+async fn a_schedule_and_a_guard_survive_every_read(s: Subject) {
+    let store = s.store.as_ref();
+    let mut planned = rollout("planned", 1, 5.0);
+    planned.content = serde_json::from_value(json!({
+        "description": "", "enabled": true, "percentage": 5.0, "salt": "s", "rules": [],
+        "sticky": {"enabled": true, "cookie_name": "c_planned", "max_age_seconds": 60},
+        "epoch": 1, "legacy_sessions": "reject",
+        "schedule": {"state": "active", "applied_steps": 1, "steps": [
+            {"at": "2026-12-01T09:00:00Z", "percentage": 5.0},
+            {"at": "2026-12-02T09:00:00.250Z", "percentage": 33.33}]},
+        "guard": {"enabled": true, "window_seconds": 900, "min_attempts": 150,
+                  "max_failure_rate_increase": 1.5, "confidence": 0.99, "action": "pause"}
+    }))
+    .unwrap();
+    assert!(planned.content.schedule.is_some() && planned.content.guard.is_some());
+    store
+        .commit(change(
+            "planned",
+            None,
+            Some(planned.clone()),
+            Action::Created,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(store.get("planned").await.unwrap().as_ref(), Some(&planned));
+    let loaded = store.load().await.unwrap();
+    assert_eq!(loaded.rollouts, [planned.clone()]);
+    let history = store.history("planned").await.unwrap();
+    assert_eq!(history[0].rollout, planned);
+}
+
 macro_rules! contract {
     ($($test:ident),* $(,)?) => {
         mod on_embedded {
@@ -372,4 +403,5 @@ contract!(
     history_and_audit_are_newest_first_and_deletes_keep_their_audit,
     a_deleted_key_continues_its_version_numbers,
     enrollments_are_idempotent_and_page_in_key_order,
+    a_schedule_and_a_guard_survive_every_read,
 );
