@@ -49,6 +49,7 @@ const METRICS: &[&str] = &[
     "switchyard_login_outcomes_total",
     "switchyard_build_info",
     "switchyard_rule_matches_total",
+    "switchyard_schedule_steps_applied_total",
 ];
 
 // ------------------------------------------------------------------------------------------
@@ -897,6 +898,13 @@ async fn every_promql_expression_returns_data_from_a_real_prometheus() {
         )
         .await;
 
+    // A ramp schedule whose step applies after Prometheus has seen its counter at zero (the
+    // schedule-step annotation and panel need an increase).
+    let mut ramped = rollout("ramped", 0.0, json!([]));
+    let step_at = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
+    ramped["schedule"] = json!({"steps": [{"at": step_at.to_rfc3339(), "percentage": 20}]});
+    app.create_rollout(ramped).await;
+
     // Traffic over several scrapes, with rollout changes in between (annotations).
     for n in 0..2 {
         round(&app, n, &override_cookie, &mobile_cookie).await;
@@ -927,6 +935,14 @@ async fn every_promql_expression_returns_data_from_a_real_prometheus() {
     std::fs::create_dir(&store_folder).unwrap();
     app.patch_rollout("web", json!({"percentage": 50})).await;
     round(&app, 4, &override_cookie, &mobile_cookie).await;
+
+    prometheus
+        .wait_for(
+            "the schedule step",
+            r#"switchyard_schedule_steps_applied_total{rollout="ramped"}"#,
+            |v| v >= 1.0,
+        )
+        .await;
 
     // Enough scrapes after the last change for every rate() to have two points, and the
     // rules evaluated on them.
