@@ -816,6 +816,106 @@ mod tests {
         }
     }
 
+    fn step(at: &str, percentage: f64) -> crate::rules::ScheduleStep {
+        crate::rules::ScheduleStep {
+            at: chrono::DateTime::parse_from_rfc3339(at).unwrap().into(),
+            percentage,
+        }
+    }
+
+    #[test]
+    fn schedule_steps_are_in_strictly_increasing_time_order_with_valid_percentages() {
+        let mut c = content(vec![]);
+        c.schedule = Some(Schedule {
+            state: ScheduleState::Active,
+            steps: vec![
+                step("2026-12-01T09:00:00Z", 5.0),
+                step("2026-12-01T10:00:00+01:00", 10.0),
+                step("2026-12-02T09:00:00Z", 100.001),
+            ],
+            applied_steps: 0,
+        });
+        assert_eq!(
+            fields(validate_content(&c)),
+            ["schedule.steps[1].at", "schedule.steps[2].percentage"]
+        );
+        let schedule = c.schedule.as_mut().unwrap();
+        schedule.steps[1].at += chrono::Duration::milliseconds(1);
+        schedule.steps[2].percentage = 100.0;
+        assert_eq!(validate_content(&c), Ok(()));
+    }
+
+    #[test]
+    fn a_schedule_has_one_to_a_hundred_steps_and_is_done_only_with_none_pending() {
+        let at = |i: i64| chrono::DateTime::from_timestamp(1_800_000_000 + i, 0).unwrap();
+        let schedule = |n: usize, state, applied_steps| Schedule {
+            state,
+            steps: (0..n)
+                .map(|i| crate::rules::ScheduleStep {
+                    at: at(i as i64),
+                    percentage: 1.0,
+                })
+                .collect(),
+            applied_steps,
+        };
+        let mut c = content(vec![]);
+        for (s, problems) in [
+            (schedule(0, ScheduleState::Active, 0), vec!["schedule.steps"]),
+            (schedule(1, ScheduleState::Active, 0), vec![]),
+            (schedule(100, ScheduleState::Paused, 100), vec![]),
+            (schedule(101, ScheduleState::Active, 0), vec!["schedule.steps"]),
+            (schedule(2, ScheduleState::Done, 2), vec![]),
+            (schedule(2, ScheduleState::Done, 1), vec!["schedule.state"]),
+            (schedule(2, ScheduleState::Active, 3), vec!["schedule.applied_steps"]),
+        ] {
+            c.schedule = Some(s);
+            let found = match validate_content(&c) {
+                Ok(()) => vec![],
+                Err(e) => e.0.into_iter().map(|e| e.field).collect(),
+            };
+            assert_eq!(found, problems, "{:?}", c.schedule);
+        }
+    }
+
+    #[test]
+    fn a_guard_is_checked_member_by_member() {
+        let mut c = content(vec![]);
+        c.guard = Some(Guard::default());
+        assert_eq!(validate_content(&c), Ok(()));
+        c.guard = Some(Guard {
+            window_seconds: 9,
+            min_attempts: 0,
+            max_failure_rate_increase: 0.0,
+            confidence: 0.5,
+            ..Guard::default()
+        });
+        assert_eq!(
+            fields(validate_content(&c)),
+            [
+                "guard.window_seconds",
+                "guard.min_attempts",
+                "guard.max_failure_rate_increase",
+                "guard.confidence"
+            ]
+        );
+        c.guard = Some(Guard {
+            window_seconds: 86_400,
+            min_attempts: 1,
+            max_failure_rate_increase: 100.0,
+            confidence: 0.999,
+            ..Guard::default()
+        });
+        assert_eq!(validate_content(&c), Ok(()));
+        for (increase, confidence) in [(f64::NAN, 0.95), (100.01, 0.95), (2.0, 1.0), (2.0, f64::NAN)] {
+            c.guard = Some(Guard {
+                max_failure_rate_increase: increase,
+                confidence,
+                ..Guard::default()
+            });
+            assert!(validate_content(&c).is_err(), "{increase} {confidence}");
+        }
+    }
+
     #[test]
     fn keys_follow_the_spec_pattern() {
         for ok in ["stytch-login", "a", "0_x", &"a".repeat(64)] {

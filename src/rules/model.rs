@@ -517,3 +517,46 @@ pub mod whole {
         u64(deserializer).map(Some)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_read_as_rfc_3339_and_kept_in_utc() {
+        let utc = |text: &str| rfc3339::parse(text).map(|t| t.to_rfc3339());
+        assert_eq!(
+            utc("2026-12-01T10:00:00+01:00").as_deref(),
+            Some("2026-12-01T09:00:00+00:00")
+        );
+        for ok in [
+            "2026-12-01T09:00:00Z",
+            "2026-12-01t09:00:00z",
+            "2026-12-01T09:00:00.5-05:30",
+        ] {
+            assert!(rfc3339::parse(ok).is_some(), "{ok}");
+        }
+        for bad in [
+            "2026-12-01 09:00:00Z",
+            "2026-12-01",
+            "2026-12-01T09:00:00",
+            "2026-13-01T09:00:00Z",
+            "tomorrow",
+            "",
+        ] {
+            assert!(rfc3339::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_guard_left_empty_takes_the_spec_examples_values() {
+        let guard: Guard = serde_json::from_str("{}").unwrap();
+        assert_eq!(guard, Guard::default());
+        assert_eq!(
+            serde_json::to_value(&guard).unwrap(),
+            serde_json::json!({"enabled": true, "window_seconds": 600, "min_attempts": 200,
+                               "max_failure_rate_increase": 2.0, "confidence": 0.95,
+                               "action": "kill"})
+        );
+    }
+}
