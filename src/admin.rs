@@ -507,11 +507,11 @@ impl Admin {
         merge_patch(&mut doc, patch);
         let draft: RolloutDraft = serde_path_to_error::deserialize(doc).map_err(|e| {
             let path = e.path().to_string();
-            let field = if path == "." { "body" } else { &path };
-            field_error(
-                field,
-                crate::rules::wording::explain(field, &e.into_inner()),
-            )
+            let error = e.into_inner();
+            // A missing member is named itself (`schedule.steps`), as a create names it.
+            let field = crate::rules::wording::field_of(&path, &error, "body");
+            let message = crate::rules::wording::explain(&field, &error);
+            field_error(&field, message)
         })?;
         if draft.key.as_deref() != Some(key) {
             return Err(field_error("key", "is immutable"));
@@ -635,12 +635,7 @@ impl Admin {
     ) -> Result<Option<AppliedStep>, AdminError> {
         let _writer = self.writer.lock().await;
         let current = self.current(key).await?;
-        let Some(step) = current
-            .content
-            .schedule
-            .as_ref()
-            .and_then(|s| s.due(now))
-        else {
+        let Some(step) = current.content.schedule.as_ref().and_then(|s| s.due(now)) else {
             return Ok(None);
         };
         let content = schedule::apply(&current.content, step);

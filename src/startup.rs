@@ -432,11 +432,8 @@ impl Application {
             server = server.workers(workers.max(1));
         }
         // Nothing can fail any more: start applying schedules.
-        let schedules = schedule_runner::spawn(
-            state.admin.clone(),
-            catalog.clone(),
-            state.metrics.clone(),
-        );
+        let schedules =
+            schedule_runner::spawn(state.admin.clone(), catalog.clone(), state.metrics.clone());
         Ok(Application {
             port,
             server: server.run(),

@@ -860,13 +860,22 @@ mod tests {
         };
         let mut c = content(vec![]);
         for (s, problems) in [
-            (schedule(0, ScheduleState::Active, 0), vec!["schedule.steps"]),
+            (
+                schedule(0, ScheduleState::Active, 0),
+                vec!["schedule.steps"],
+            ),
             (schedule(1, ScheduleState::Active, 0), vec![]),
             (schedule(100, ScheduleState::Paused, 100), vec![]),
-            (schedule(101, ScheduleState::Active, 0), vec!["schedule.steps"]),
+            (
+                schedule(101, ScheduleState::Active, 0),
+                vec!["schedule.steps"],
+            ),
             (schedule(2, ScheduleState::Done, 2), vec![]),
             (schedule(2, ScheduleState::Done, 1), vec!["schedule.state"]),
-            (schedule(2, ScheduleState::Active, 3), vec!["schedule.applied_steps"]),
+            (
+                schedule(2, ScheduleState::Active, 3),
+                vec!["schedule.applied_steps"],
+            ),
         ] {
             c.schedule = Some(s);
             let found = match validate_content(&c) {
@@ -906,7 +915,12 @@ mod tests {
             ..Guard::default()
         });
         assert_eq!(validate_content(&c), Ok(()));
-        for (increase, confidence) in [(f64::NAN, 0.95), (100.01, 0.95), (2.0, 1.0), (2.0, f64::NAN)] {
+        for (increase, confidence) in [
+            (f64::NAN, 0.95),
+            (100.01, 0.95),
+            (2.0, 1.0),
+            (2.0, f64::NAN),
+        ] {
             c.guard = Some(Guard {
                 max_failure_rate_increase: increase,
                 confidence,

@@ -18,6 +18,6 @@ pub use compile::{compile, CompiledRollout, FieldError, ValidationErrors};
 pub use evaluate::{decide, Decision, Reason, StickyState, Subject};
 pub use location::{Code, Location};
 pub use model::{
-    Flow, Guard, GuardAction, LegacySessions, Rollout, RolloutContent, RolloutDraft, Rule, Schedule,
-    ScheduleState, ScheduleStep,
+    Flow, Guard, GuardAction, LegacySessions, Rollout, RolloutContent, RolloutDraft, Rule,
+    Schedule, ScheduleState, ScheduleStep,
 };

@@ -235,7 +235,10 @@ pub struct Guard {
     #[serde(default = "Guard::default_window", deserialize_with = "whole::u64")]
     pub window_seconds: u64,
     /// Fewer attempts than this in either flow is not evidence of anything.
-    #[serde(default = "Guard::default_min_attempts", deserialize_with = "whole::u64")]
+    #[serde(
+        default = "Guard::default_min_attempts",
+        deserialize_with = "whole::u64"
+    )]
     pub min_attempts: u64,
     /// Trip when the lower confidence bound of (Stytch − legacy failure rate) exceeds this, in
     /// percentage points.
@@ -481,8 +484,8 @@ pub mod rfc3339 {
     }
 
     pub fn time<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
-        let text = String::deserialize(deserializer)
-            .map_err(|_| serde::de::Error::custom(EXPECTED))?;
+        let text =
+            String::deserialize(deserializer).map_err(|_| serde::de::Error::custom(EXPECTED))?;
         parse(&text).ok_or_else(|| serde::de::Error::custom(EXPECTED))
     }
 }

@@ -101,10 +101,7 @@ pub fn settle_write(current: Option<&RolloutContent>, next: &mut RolloutContent)
             .is_some_and(|s| s.state == ScheduleState::Active);
         let percentage_changed = percentage != current.percentage;
         let killed = current.enabled && !enabled;
-        if was_active
-            && schedule.state == ScheduleState::Active
-            && (percentage_changed || killed)
-        {
+        if was_active && schedule.state == ScheduleState::Active && (percentage_changed || killed) {
             schedule.state = ScheduleState::Paused;
         }
     }
@@ -244,7 +241,10 @@ mod tests {
     #[test]
     fn the_last_step_makes_the_schedule_done() {
         let before = content(10.0, Some(schedule(ScheduleState::Active, &RAMP, 2)));
-        let after = apply(&before, before.schedule.as_ref().unwrap().due(at(20)).unwrap());
+        let after = apply(
+            &before,
+            before.schedule.as_ref().unwrap().due(at(20)).unwrap(),
+        );
         assert_eq!(after.percentage, 25.0);
         let s = after.schedule.unwrap();
         assert_eq!((s.applied_steps, s.state), (3, ScheduleState::Done));

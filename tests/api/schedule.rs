@@ -86,11 +86,15 @@ async fn a_schedule_two_seconds_apart_ramps_5_10_25_in_order_and_is_then_done() 
         let step_at = parse_time(&json!(steps[i].0));
         // The first user this step sends to Stytch gets there once the step has applied.
         let newcomer = &users[i];
-        eventually(Duration::from_secs(4), "the step reaches decide", || async {
-            app.decide(json!({"rollout": "ramp", "user_key": newcomer}))
-                .await["flow"]
-                == "stytch"
-        })
+        eventually(
+            Duration::from_secs(4),
+            "the step reaches decide",
+            || async {
+                app.decide(json!({"rollout": "ramp", "user_key": newcomer}))
+                    .await["flow"]
+                    == "stytch"
+            },
+        )
         .await;
         let seen_at = Utc::now();
         assert!(
@@ -123,7 +127,10 @@ async fn a_schedule_two_seconds_apart_ramps_5_10_25_in_order_and_is_then_done() 
         assert_eq!(entry["action"], "updated");
         assert_eq!(entry["snapshot"]["percentage"], plan[i].1);
         let late = parse_time(&entry["at"]) - parse_time(&json!(steps[i].0));
-        println!("step {i} applied {} ms after its time", late.num_milliseconds());
+        println!(
+            "step {i} applied {} ms after its time",
+            late.num_milliseconds()
+        );
         assert!(
             late >= chrono::Duration::zero() && late < chrono::Duration::seconds(1),
             "step {i} applied {} ms after its time",
@@ -158,9 +165,7 @@ async fn the_kill_switch_pauses_a_schedule_and_no_later_step_applies() {
     })
     .await;
 
-    let answer = app
-        .patch_rollout("killed", json!({"enabled": false}))
-        .await;
+    let answer = app.patch_rollout("killed", json!({"enabled": false})).await;
     assert_eq!(answer["schedule"]["state"], "paused");
     assert_eq!(answer["updated_by"], "admin-bot");
 
@@ -186,15 +191,14 @@ fn until(at: &str, margin: f64) -> Duration {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_manual_percentage_change_pauses_a_schedule_and_resuming_applies_the_step_that_came_due() {
+async fn a_manual_percentage_change_pauses_a_schedule_and_resuming_applies_the_step_that_came_due()
+{
     let app = spawn_app().await;
     let start = Utc::now();
     let steps = [(time_in(start, 1.5), 10.0), (time_in(start, 60.0), 50.0)];
     app.create_rollout(scheduled("manual", &steps)).await;
 
-    let answer = app
-        .patch_rollout("manual", json!({"percentage": 7}))
-        .await;
+    let answer = app.patch_rollout("manual", json!({"percentage": 7})).await;
     assert_eq!(answer["percentage"], 7.0);
     assert_eq!(answer["schedule"]["state"], "paused");
 
@@ -209,9 +213,11 @@ async fn a_manual_percentage_change_pauses_a_schedule_and_resuming_applies_the_s
         .patch_rollout("manual", json!({"schedule": {"state": "active"}}))
         .await;
     assert_eq!(resumed["schedule"]["state"], "active");
-    eventually(Duration::from_secs(1), "the due step after resuming", || async {
-        get_rollout(&app, "manual").await["percentage"] == 10.0
-    })
+    eventually(
+        Duration::from_secs(1),
+        "the due step after resuming",
+        || async { get_rollout(&app, "manual").await["percentage"] == 10.0 },
+    )
     .await;
     let now = get_rollout(&app, "manual").await;
     assert_eq!(now["schedule"]["applied_steps"], 1);
@@ -243,7 +249,11 @@ async fn steps_missed_while_no_replica_ran_apply_at_the_next_start_only_the_late
     })
     .await;
     let entries = schedule_entries(&app, "missed").await;
-    assert_eq!(entries.len(), 1, "only the latest step is applied: {entries:?}");
+    assert_eq!(
+        entries.len(),
+        1,
+        "only the latest step is applied: {entries:?}"
+    );
     assert_eq!(entries[0]["version"], 2);
     let after = get_rollout(&app, "missed").await;
     assert_eq!(after["schedule"]["state"], "done");
@@ -288,8 +298,15 @@ async fn two_replicas_on_redis_apply_each_step_due_at_the_same_instant_exactly_o
             .await;
         }
         let entries = schedule_entries(&a, key).await;
-        let percentages: Vec<&Value> = entries.iter().map(|e| &e["snapshot"]["percentage"]).collect();
-        assert_eq!(percentages, [&json!(10.0), &json!(20.0)], "{key}: {entries:?}");
+        let percentages: Vec<&Value> = entries
+            .iter()
+            .map(|e| &e["snapshot"]["percentage"])
+            .collect();
+        assert_eq!(
+            percentages,
+            [&json!(10.0), &json!(20.0)],
+            "{key}: {entries:?}"
+        );
         assert_eq!(get_rollout(&b, key).await["version"], 3, "{key}");
     }
     let steps_applied = "switchyard_schedule_steps_applied_total";
@@ -306,7 +323,12 @@ async fn schedule_and_guard_problems_are_named_by_their_field_path() {
         let app = &app;
         async move {
             let response = app.post("/v1/rollouts", ADMIN_TOKEN, &body).await;
-            let body = assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+            let body = assert_error(
+                response,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+            )
+            .await;
             body["error"]["details"]
                 .as_array()
                 .unwrap()
@@ -343,7 +365,12 @@ async fn schedule_and_guard_problems_are_named_by_their_field_path() {
         ],
         "{found:?}"
     );
-    assert!(found[0].1.starts_with("must be later than steps[0].at (2026-12-02T09:00:00Z)"), "{found:?}");
+    assert!(
+        found[0]
+            .1
+            .starts_with("must be later than steps[0].at (2026-12-02T09:00:00Z)"),
+        "{found:?}"
+    );
 
     // Shapes, in the API's words.
     for (body, field, message) in [
@@ -379,7 +406,7 @@ async fn schedule_and_guard_problems_are_named_by_their_field_path() {
         ),
         (
             json!({"key": "bad", "guard": {"threshold": 2}}),
-            "guard",
+            "guard.threshold",
             "unknown member 'threshold', expected one of 'enabled', 'window_seconds', 'min_attempts', 'max_failure_rate_increase', 'confidence', 'action'",
         ),
     ] {
@@ -396,24 +423,49 @@ async fn schedule_and_guard_problems_are_named_by_their_field_path() {
         .collect();
     assert_eq!(
         problems(json!({"key": "bad", "schedule": {"steps": many}})).await,
-        [("schedule.steps".to_string(), "more than 100 steps".to_string())]
+        [(
+            "schedule.steps".to_string(),
+            "more than 100 steps".to_string()
+        )]
     );
     let none = problems(json!({"key": "bad", "schedule": {"steps": []}})).await;
     assert_eq!(none.len(), 1);
     assert_eq!(none[0].0, "schedule.steps");
-    let done = problems(json!({"key": "bad", "schedule": {"state": "done", "steps": [
-        {"at": "2030-01-01T00:00:00Z", "percentage": 5}]}}))
+    let done = problems(
+        json!({"key": "bad", "schedule": {"state": "done", "steps": [
+        {"at": "2030-01-01T00:00:00Z", "percentage": 5}]}}),
+    )
     .await;
     assert_eq!(done[0].0, "schedule.state");
-    assert!(done[0].1.starts_with("cannot be \"done\" with 1 of 1 steps pending"), "{done:?}");
+    assert!(
+        done[0]
+            .1
+            .starts_with("cannot be \"done\" with 1 of 1 steps pending"),
+        "{done:?}"
+    );
 
     // In a merge patch, `null` removes nothing but the description.
-    app.create_rollout(json!({"key": "fine", "guard": {}})).await;
-    for patch in [json!({"schedule": null}), json!({"guard": null}), json!({"guard": {"confidence": null}})] {
+    app.create_rollout(json!({"key": "fine", "guard": {}}))
+        .await;
+    for patch in [
+        json!({"schedule": null}),
+        json!({"guard": null}),
+        json!({"guard": {"confidence": null}}),
+    ] {
         let response = app
-            .send(Method::PATCH, "/v1/rollouts/fine", Some(ADMIN_TOKEN), Some(&patch))
+            .send(
+                Method::PATCH,
+                "/v1/rollouts/fine",
+                Some(ADMIN_TOKEN),
+                Some(&patch),
+            )
             .await;
-        assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+        assert_error(
+            response,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        )
+        .await;
     }
     // A schedule patched onto a rollout without one needs its steps.
     let response = app
@@ -424,7 +476,12 @@ async fn schedule_and_guard_problems_are_named_by_their_field_path() {
             Some(&json!({"schedule": {"state": "paused"}})),
         )
         .await;
-    let body = assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let body = assert_error(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
     assert_eq!(body["error"]["details"][0]["field"], "schedule.steps");
 }
 
@@ -487,12 +544,20 @@ async fn the_applied_steps_are_the_services_and_what_an_admin_sends_is_ignored()
     let version = fetched["version"].clone();
     fetched["schedule"]["applied_steps"] = json!(0);
     let response = app
-        .send(Method::PUT, "/v1/rollouts/progress", Some(ADMIN_TOKEN), Some(&fetched))
+        .send(
+            Method::PUT,
+            "/v1/rollouts/progress",
+            Some(ADMIN_TOKEN),
+            Some(&fetched),
+        )
         .await;
     assert_eq!(response.status(), StatusCode::OK);
     let replaced: Value = response.json().await.unwrap();
     assert_eq!(replaced["schedule"]["applied_steps"], 1);
-    assert_eq!(replaced["version"], version, "nothing changed: no new version");
+    assert_eq!(
+        replaced["version"], version,
+        "nothing changed: no new version"
+    );
     let patched = app
         .patch_rollout("progress", json!({"schedule": {"applied_steps": 2}}))
         .await;
@@ -512,7 +577,12 @@ async fn the_applied_steps_are_the_services_and_what_an_admin_sends_is_ignored()
     let mut without = get_rollout(&app, "progress").await;
     without.as_object_mut().unwrap().remove("schedule");
     let response = app
-        .send(Method::PUT, "/v1/rollouts/progress", Some(ADMIN_TOKEN), Some(&without))
+        .send(
+            Method::PUT,
+            "/v1/rollouts/progress",
+            Some(ADMIN_TOKEN),
+            Some(&without),
+        )
         .await;
     let replaced: Value = response.json().await.unwrap();
     assert!(replaced.get("schedule").is_none(), "{replaced}");
@@ -527,13 +597,18 @@ async fn a_schedule_and_a_guard_survive_a_redis_restore_and_the_last_known_copy(
         {"at": "2099-01-01T09:00:00Z", "percentage": 5}, {"at": "2099-01-02T09:00:00+01:00", "percentage": 25}]});
     body["guard"] = json!({"window_seconds": 300, "confidence": 0.99, "action": "pause"});
     let created = a.create_rollout(body).await;
-    assert_eq!(created["schedule"]["steps"][1]["at"], "2099-01-02T08:00:00Z");
+    assert_eq!(
+        created["schedule"]["steps"][1]["at"],
+        "2099-01-02T08:00:00Z"
+    );
     tokio::time::sleep(Duration::from_millis(1200)).await; // let the copy be written
 
     // Redis comes back empty: restored from A's last-known copy, schedule and guard included.
     assert!(redis.cmd("FLUSHALL").contains("OK"));
     eventually(Duration::from_secs(10), "restored", || async {
-        redis.cmd("HGET {switchyard}:versions kept").contains('1')
+        redis
+            .cmd("HGET {switchyard}:rollouts kept")
+            .contains("schedule")
     })
     .await;
     let b = replica(&redis.url(), false).await;
