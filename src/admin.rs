@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::catalog::Catalog;
 use crate::cookies::CookieSigner;
-use crate::rules::compile::{is_valid_key, validate_content};
+use crate::rules::compile::{is_valid_key, validate_content, MAX_EPOCH};
 use crate::rules::model::{Sticky, StickyDraft, SERVER_KEPT};
 use crate::rules::schedule::{self, DueStep};
 use crate::rules::{Flow, Rollout, RolloutContent, RolloutDraft, ValidationErrors};
@@ -204,6 +204,14 @@ fn epoch_after_delete(
 ) -> Result<u64, AdminError> {
     let least = last.epoch.saturating_add(1);
     match (given, epoch >= least) {
+        _ if least > MAX_EPOCH => Err(field_error(
+            "epoch",
+            format!(
+                "must be at least {least}: a rollout '{key}' was deleted at epoch {}, the largest \
+                 there is ({MAX_EPOCH}), so this key cannot be used again; choose another key",
+                last.epoch
+            ),
+        )),
         (_, true) => Ok(epoch),
         (false, false) => Ok(least),
         (true, false) => Err(field_error(
@@ -235,8 +243,11 @@ fn refuse_nulls(patch: &Value) -> Result<(), AdminError> {
                     } else {
                         format!("{path}.{k}")
                     };
-                    // A server-kept member is ignored whatever it holds, but is not null.
-                    if path.is_empty() && SERVER_KEPT.contains(&k.as_str()) && !v.is_null() {
+                    // A server-kept member (a schedule's progress too) is ignored whatever it
+                    // holds, but is not null.
+                    let server_kept = (path.is_empty() && SERVER_KEPT.contains(&k.as_str()))
+                        || at == "schedule.applied_steps";
+                    if server_kept && !v.is_null() {
                         continue;
                     }
                     walk(&at, v, problems);
@@ -833,6 +844,35 @@ mod tests {
         ) -> Result<EnrollmentPage, StoreError> {
             self.0.enrollments(key, cursor, limit).await
         }
+    }
+
+    #[tokio::test]
+    async fn a_key_deleted_at_the_largest_epoch_cannot_be_created_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(EmbeddedStore::open(dir.path().join("switchyard.redb")).unwrap());
+        let metrics = Arc::new(Metrics::new());
+        let admin = Admin::new(
+            store.clone(),
+            Arc::new(Catalog::new(metrics.clone())),
+            CookieSigner::new(&[7; 32]),
+        );
+        let draft = |body| serde_json::from_value::<RolloutDraft>(body).unwrap();
+        admin
+            .create(draft(json!({"key": "r", "epoch": MAX_EPOCH})), "t")
+            .await
+            .unwrap();
+        admin.delete("r", &Precondition::None, "t").await.unwrap();
+        let refused = admin.create(draft(json!({"key": "r"})), "t").await;
+        let Err(AdminError::Invalid(errors)) = refused else {
+            panic!("{refused:?}");
+        };
+        assert_eq!(errors.0[0].field, "epoch");
+        assert!(
+            errors.0[0].message.contains("cannot be used again"),
+            "{errors}"
+        );
+        // Nothing was stored: an epoch past the largest would make the rollout unreadable.
+        assert_eq!(store.get("r").await.unwrap(), None);
     }
 
     #[tokio::test]

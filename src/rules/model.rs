@@ -552,6 +552,20 @@ mod tests {
     }
 
     #[test]
+    fn a_large_whole_number_written_as_a_float_is_read_exactly() {
+        #[derive(Deserialize)]
+        struct N {
+            #[serde(deserialize_with = "whole::u64")]
+            n: u64,
+        }
+        // Between 2^50 and 2^53 a float's step is below 1: it must be parsed exactly.
+        for n in [2_125_793_648_195_605u64, 9_007_199_254_740_991] {
+            let read: N = serde_json::from_str(&format!(r#"{{"n": {n}.0}}"#)).unwrap();
+            assert_eq!(read.n, n);
+        }
+    }
+
+    #[test]
     fn a_guard_left_empty_takes_the_spec_examples_values() {
         let guard: Guard = serde_json::from_str("{}").unwrap();
         assert_eq!(guard, Guard::default());

@@ -558,11 +558,13 @@ async fn the_applied_steps_are_the_services_and_what_an_admin_sends_is_ignored()
         replaced["version"], version,
         "nothing changed: no new version"
     );
-    let patched = app
-        .patch_rollout("progress", json!({"schedule": {"applied_steps": 2}}))
-        .await;
-    assert_eq!(patched["schedule"]["applied_steps"], 1);
-    assert_eq!(patched["version"], version);
+    for ignored in [json!(2), json!([null, null]), json!("all")] {
+        let patched = app
+            .patch_rollout("progress", json!({"schedule": {"applied_steps": ignored}}))
+            .await;
+        assert_eq!(patched["schedule"]["applied_steps"], 1);
+        assert_eq!(patched["version"], version);
+    }
 
     // A changed step is pending again; the unchanged applied one stays applied.
     let patched = app
