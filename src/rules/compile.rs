@@ -585,8 +585,9 @@ fn parse_subdivision(text: &str) -> Result<Code, String> {
     Code::joined(country, part).ok_or_else(err)
 }
 
+/// A platform name: 1 to 64 characters (as openapi.json's `maxLength` counts them, not bytes).
 fn parse_platform(text: &str) -> Result<Box<str>, String> {
-    if text.is_empty() || text.len() > 64 {
+    if text.is_empty() || text.chars().count() > 64 {
         Err(format!(
             "invalid platform '{text}': expected 1 to 64 characters"
         ))
@@ -928,6 +929,13 @@ mod tests {
             });
             assert!(validate_content(&c).is_err(), "{increase} {confidence}");
         }
+    }
+
+    #[test]
+    fn a_platform_name_is_counted_in_characters_not_bytes() {
+        assert!(parse_platform(&"𝕿".repeat(64)).is_ok());
+        assert!(parse_platform(&"𝕿".repeat(65)).is_err());
+        assert!(parse_platform("").is_err());
     }
 
     #[test]
