@@ -33,6 +33,7 @@ use crate::sessions::Classifier;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::redis::{RedisOptions, RedisStore};
 use crate::store::{RolloutStore, StoreError};
+use crate::tally::{Flusher, MemoryTallies, TallyStore};
 
 /// The name of the token generated when no configured token has the `admin` scope.
 pub const GENERATED_TOKEN_NAME: &str = "local-admin";
@@ -83,6 +84,8 @@ pub struct Application {
     pub store_description: String,
     /// GeoIP reloader, store follower or probe: stopped with the server.
     background: Vec<tokio::task::JoinHandle<()>>,
+    /// Delivers outcome and decision counts; flushed once more when the server stops.
+    flusher: Arc<Flusher>,
 }
 
 fn random_secret() -> String {
@@ -239,7 +242,8 @@ impl Application {
         let metrics = Arc::new(Metrics::new());
         let mut background = Vec::new();
         let mut embedded = None;
-        let (store, store_description): (Arc<dyn RolloutStore>, String) =
+        let tally_retention = settings.guards.tally_retention();
+        let (store, tallies, store_description): (Arc<dyn RolloutStore>, Arc<dyn TallyStore>, String) =
             match settings.store.backend {
                 Backend::Embedded => {
                     let store = Arc::new(
@@ -247,7 +251,9 @@ impl Application {
                     );
                     let description = format!("embedded, {}", store.path().display());
                     embedded = Some(store.clone());
-                    (store, description)
+                    // One replica: its counts are all there are, kept in memory.
+                    let tallies = Arc::new(MemoryTallies::new(tally_retention));
+                    (store, tallies, description)
                 }
                 Backend::Redis => {
                     let tls_ca = match &settings.store.tls_ca_file {
@@ -267,11 +273,13 @@ impl Application {
                             path: settings.store.path.clone(),
                             timeout: Duration::from_millis(settings.store.timeout_ms.max(50)),
                             tls_ca,
+                            tally_retention,
                         },
                         metrics.clone(),
                     )?;
                     let description = store.description();
-                    (Arc::new(store), description)
+                    let store = Arc::new(store);
+                    (store.clone(), store, description)
                 }
             };
 
@@ -361,6 +369,8 @@ impl Application {
             background.push(tokio::spawn(probe_forever(embedded, metrics.clone())));
         }
         background.extend(store.follow(catalog.clone()));
+        let flusher = Arc::new(Flusher::new(catalog.clone(), tallies.clone(), tally_retention));
+        background.push(flusher.clone().spawn());
         let admin = Admin::new(store, catalog.clone(), signer.clone());
         if catalog.is_ready() {
             if let Some(created) = admin.ensure_default_rollout().await? {
@@ -385,6 +395,7 @@ impl Application {
             metrics,
             tokens: Tokens::new(&token_settings),
             catalog: catalog.clone(),
+            tallies,
             metrics_require_token: settings.metrics.require_token,
         });
 
@@ -435,6 +446,7 @@ impl Application {
             generated_admin_token,
             store_description,
             background,
+            flusher,
         })
     }
 
@@ -447,11 +459,19 @@ impl Application {
         self.port
     }
 
-    /// Serves until the process is told to stop (SIGINT/SIGTERM: graceful shutdown).
+    /// Serves until the process is told to stop (SIGINT/SIGTERM: graceful shutdown), then
+    /// delivers the last counts (for at most a few seconds).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
         for task in &self.background {
             task.abort();
+        }
+        let last_flush = self.flusher.flush_and_log(std::time::SystemTime::now());
+        if tokio::time::timeout(Duration::from_secs(3), last_flush)
+            .await
+            .is_err()
+        {
+            tracing::warn!("stopped without delivering the last second of outcome and decision counts");
         }
         result
     }
