@@ -20,6 +20,8 @@ pub struct TestApp {
     pub client: Client,
     pub settings: Settings,
     handle: actix_web::dev::ServerHandle,
+    /// The application's shared state, for what has no HTTP endpoint (yet).
+    pub state: actix_web::web::Data<switchyard::http::AppState>,
     /// Keeps the data folder alive for the test's duration.
     pub dir: std::sync::Arc<tempfile::TempDir>,
 }
@@ -66,12 +68,14 @@ pub async fn spawn_with(settings: Settings, dir: std::sync::Arc<tempfile::TempDi
         .expect("the application starts");
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
+    let state = app.state.clone();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
         client: Client::new(),
         settings,
         handle,
+        state,
         dir,
     }
 }

@@ -22,3 +22,5 @@ mod safe_defaults;
 mod sessions;
 mod smoke;
 mod store_contract;
+mod tally;
+mod tally_contract;
