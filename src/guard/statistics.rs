@@ -359,7 +359,10 @@ mod tests {
         for (p, z) in known {
             let got = inverse_normal_cdf(p);
             assert!((got - z).abs() <= 1e-12 * z.abs().max(1.0), "Φ⁻¹({p}) = {got}, not {z}");
-            assert!((inverse_normal_cdf(1.0 - p) + got).abs() < 1e-9, "symmetry at {p}");
+            // (1 − p is exact enough in f64 only away from the far tails.)
+            if p >= 1e-3 {
+                assert!((inverse_normal_cdf(1.0 - p) + got).abs() < 1e-12, "symmetry at {p}");
+            }
         }
     }
 
