@@ -243,20 +243,24 @@ impl Application {
         let mut background = Vec::new();
         let mut embedded = None;
         let tally_retention = settings.guards.tally_retention();
-        let (store, tallies, store_description): (Arc<dyn RolloutStore>, Arc<dyn TallyStore>, String) =
-            match settings.store.backend {
-                Backend::Embedded => {
-                    let store = Arc::new(
-                        EmbeddedStore::open(&settings.store.path)?.with_metrics(metrics.clone()),
-                    );
-                    let description = format!("embedded, {}", store.path().display());
-                    embedded = Some(store.clone());
-                    // One replica: its counts are all there are, kept in memory.
-                    let tallies = Arc::new(MemoryTallies::new(tally_retention));
-                    (store, tallies, description)
-                }
-                Backend::Redis => {
-                    let tls_ca = match &settings.store.tls_ca_file {
+        let (store, tallies, store_description): (
+            Arc<dyn RolloutStore>,
+            Arc<dyn TallyStore>,
+            String,
+        ) = match settings.store.backend {
+            Backend::Embedded => {
+                let store = Arc::new(
+                    EmbeddedStore::open(&settings.store.path)?.with_metrics(metrics.clone()),
+                );
+                let description = format!("embedded, {}", store.path().display());
+                embedded = Some(store.clone());
+                // One replica: its counts are all there are, kept in memory.
+                let tallies = Arc::new(MemoryTallies::new(tally_retention));
+                (store, tallies, description)
+            }
+            Backend::Redis => {
+                let tls_ca =
+                    match &settings.store.tls_ca_file {
                         Some(path) => Some(std::fs::read(path).map_err(|source| {
                             StartupError::SecretFile {
                                 path: path.clone(),
@@ -265,23 +269,23 @@ impl Application {
                         })?),
                         None => None,
                     };
-                    let store = RedisStore::new(
-                        RedisOptions {
-                            url: settings.store.url.expose_secret().to_string(),
-                            cluster: settings.store.cluster,
-                            prefix: settings.store.prefix.clone(),
-                            path: settings.store.path.clone(),
-                            timeout: Duration::from_millis(settings.store.timeout_ms.max(50)),
-                            tls_ca,
-                            tally_retention,
-                        },
-                        metrics.clone(),
-                    )?;
-                    let description = store.description();
-                    let store = Arc::new(store);
-                    (store.clone(), store, description)
-                }
-            };
+                let store = RedisStore::new(
+                    RedisOptions {
+                        url: settings.store.url.expose_secret().to_string(),
+                        cluster: settings.store.cluster,
+                        prefix: settings.store.prefix.clone(),
+                        path: settings.store.path.clone(),
+                        timeout: Duration::from_millis(settings.store.timeout_ms.max(50)),
+                        tls_ca,
+                        tally_retention,
+                    },
+                    metrics.clone(),
+                )?;
+                let description = store.description();
+                let store = Arc::new(store);
+                (store.clone(), store, description)
+            }
+        };
 
         let catalog = Arc::new(Catalog::new(metrics.clone()));
         // Whether the store held rollouts already; `None`: it could not be asked.
@@ -369,7 +373,11 @@ impl Application {
             background.push(tokio::spawn(probe_forever(embedded, metrics.clone())));
         }
         background.extend(store.follow(catalog.clone()));
-        let flusher = Arc::new(Flusher::new(catalog.clone(), tallies.clone(), tally_retention));
+        let flusher = Arc::new(Flusher::new(
+            catalog.clone(),
+            tallies.clone(),
+            tally_retention,
+        ));
         background.push(flusher.clone().spawn());
         let admin = Admin::new(store, catalog.clone(), signer.clone());
         if catalog.is_ready() {
@@ -471,7 +479,9 @@ impl Application {
             .await
             .is_err()
         {
-            tracing::warn!("stopped without delivering the last second of outcome and decision counts");
+            tracing::warn!(
+                "stopped without delivering the last second of outcome and decision counts"
+            );
         }
         result
     }

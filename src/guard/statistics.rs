@@ -76,7 +76,8 @@ impl FlowOutcomes {
         let z2 = z * z;
         // Both distances from p are computed directly (rather than as differences of the
         // bounds), so they keep their precision at a billion attempts.
-        let half_width = z * (z2 + 4.0 * self.failures as f64 * (1.0 - p)).sqrt() / (2.0 * (n + z2));
+        let half_width =
+            z * (z2 + 4.0 * self.failures as f64 * (1.0 - p)).sqrt() / (2.0 * (n + z2));
         let centre_shift = z2 * (0.5 - p) / (n + z2);
         let below = (half_width - centre_shift).clamp(0.0, p);
         let above = (half_width + centre_shift).clamp(0.0, 1.0 - p);
@@ -358,10 +359,16 @@ mod tests {
         ];
         for (p, z) in known {
             let got = inverse_normal_cdf(p);
-            assert!((got - z).abs() <= 1e-12 * z.abs().max(1.0), "Φ⁻¹({p}) = {got}, not {z}");
+            assert!(
+                (got - z).abs() <= 1e-12 * z.abs().max(1.0),
+                "Φ⁻¹({p}) = {got}, not {z}"
+            );
             // (1 − p is exact enough in f64 only away from the far tails.)
             if p >= 1e-3 {
-                assert!((inverse_normal_cdf(1.0 - p) + got).abs() < 1e-12, "symmetry at {p}");
+                assert!(
+                    (inverse_normal_cdf(1.0 - p) + got).abs() < 1e-12,
+                    "symmetry at {p}"
+                );
             }
         }
     }
@@ -380,7 +387,9 @@ mod tests {
     fn wilson_intervals_match_newcombes_published_single_proportion_examples() {
         // Newcombe (1998), "Two-sided confidence intervals for the single proportion:
         // comparison of seven methods", Statistics in Medicine 17:857–872, method 3 (score).
-        for (failures, attempts, lower, upper) in [(81, 263, 0.2553, 0.3662), (15, 148, 0.0624, 0.1605)] {
+        for (failures, attempts, lower, upper) in
+            [(81, 263, 0.2553, 0.3662), (15, 148, 0.0624, 0.1605)]
+        {
             let w = outcomes(failures, attempts).wilson(z95()).unwrap();
             let what = format!("{failures}/{attempts}");
             assert_rounds_to(w.lower(), lower, &what);
@@ -454,13 +463,16 @@ mod tests {
         // 300 attempts each, legacy failing 6: the bound passes 2.0 points between 20 and
         // 21 Stytch failures (1.96 and 2.25 points).
         let legacy = outcomes(6, 300);
-        let at = |failures| GuardVerdict::of(outcomes(failures, 300), legacy, &limits(200, 2.0, 0.95));
+        let at =
+            |failures| GuardVerdict::of(outcomes(failures, 300), legacy, &limits(200, 2.0, 0.95));
         assert_eq!(at(20).state, GuardState::Watching);
         assert!((at(20).increase_lower_bound_points.unwrap() - 1.960).abs() < 0.001);
         assert_eq!(at(21).state, GuardState::Tripped);
         assert!((at(21).increase_lower_bound_points.unwrap() - 2.252).abs() < 0.001);
         // The bound grows with every extra Stytch failure.
-        let bounds: Vec<f64> = (0..=300).map(|f| at(f).increase_lower_bound_points.unwrap()).collect();
+        let bounds: Vec<f64> = (0..=300)
+            .map(|f| at(f).increase_lower_bound_points.unwrap())
+            .collect();
         assert!(bounds.windows(2).all(|w| w[0] < w[1]));
     }
 
@@ -481,14 +493,21 @@ mod tests {
     fn too_few_attempts_in_either_flow_is_insufficient_data_however_bad_the_rate() {
         let all_failing = outcomes(199, 199);
         let fine = outcomes(0, 10_000);
-        for (stytch, legacy) in [(all_failing, fine), (outcomes(150, 10_000), outcomes(0, 199))] {
+        for (stytch, legacy) in [
+            (all_failing, fine),
+            (outcomes(150, 10_000), outcomes(0, 199)),
+        ] {
             let verdict = GuardVerdict::of(stytch, legacy, &limits(200, 2.0, 0.95));
             assert_eq!(verdict.state, GuardState::InsufficientData);
             assert_eq!(verdict.increase_lower_bound_points, None);
             assert_eq!(verdict.stytch.attempts, stytch.attempts());
         }
         // Exactly min_attempts is enough.
-        let verdict = GuardVerdict::of(outcomes(200, 200), outcomes(0, 200), &limits(200, 2.0, 0.95));
+        let verdict = GuardVerdict::of(
+            outcomes(200, 200),
+            outcomes(0, 200),
+            &limits(200, 2.0, 0.95),
+        );
         assert_eq!(verdict.state, GuardState::Tripped);
         // No attempts at all is never enough, even with min_attempts 0; no rate is shown.
         let verdict = GuardVerdict::of(outcomes(0, 0), outcomes(0, 5), &limits(0, 2.0, 0.95));
@@ -510,7 +529,11 @@ mod tests {
 
     #[test]
     fn every_stytch_attempt_failing_against_none_in_legacy_trips_with_a_bound_below_100() {
-        let verdict = GuardVerdict::of(outcomes(1000, 1000), outcomes(0, 1000), &limits(200, 50.0, 0.99));
+        let verdict = GuardVerdict::of(
+            outcomes(1000, 1000),
+            outcomes(0, 1000),
+            &limits(200, 50.0, 0.99),
+        );
         assert_eq!(verdict.state, GuardState::Tripped);
         let bound = verdict.increase_lower_bound_points.unwrap();
         assert!(bound > 98.0 && bound < 100.0, "{bound}");
@@ -546,7 +569,8 @@ mod tests {
 
     #[test]
     fn the_verdict_serialises_with_its_state_counts_rates_and_bound() {
-        let verdict = GuardVerdict::of(outcomes(45, 300), outcomes(6, 300), &limits(200, 2.0, 0.95));
+        let verdict =
+            GuardVerdict::of(outcomes(45, 300), outcomes(6, 300), &limits(200, 2.0, 0.95));
         let json = serde_json::to_value(verdict).unwrap();
         assert_eq!(json["state"], "tripped");
         assert_eq!(json["stytch"]["attempts"], 300);
@@ -556,6 +580,9 @@ mod tests {
         assert_eq!(json["max_failure_rate_increase"], 2.0);
         assert_eq!(json["confidence"], 0.95);
         let waiting = GuardVerdict::of(outcomes(1, 3), outcomes(0, 3), &limits(200, 2.0, 0.95));
-        assert_eq!(serde_json::to_value(waiting).unwrap()["state"], "insufficient_data");
+        assert_eq!(
+            serde_json::to_value(waiting).unwrap()["state"],
+            "insufficient_data"
+        );
     }
 }

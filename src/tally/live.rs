@@ -25,7 +25,10 @@ impl LiveTally {
     pub fn take(&self) -> Tally {
         let mut tally = Tally::default();
         for counter in Counter::ALL {
-            tally.add(counter, self.cells[counter.index()].swap(0, Ordering::Relaxed));
+            tally.add(
+                counter,
+                self.cells[counter.index()].swap(0, Ordering::Relaxed),
+            );
         }
         tally
     }

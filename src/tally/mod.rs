@@ -343,7 +343,10 @@ mod tests {
         assert_ne!(Bucket::containing(1_009), Bucket::containing(1_010));
         let b = Bucket::at(at(1_234));
         assert_eq!((b.start_seconds(), b.end_seconds()), (1_230, 1_240));
-        assert_eq!(Bucket::at(UNIX_EPOCH - Duration::from_secs(5)), Bucket::containing(0));
+        assert_eq!(
+            Bucket::at(UNIX_EPOCH - Duration::from_secs(5)),
+            Bucket::containing(0)
+        );
     }
 
     #[test]

@@ -37,25 +37,31 @@ async fn report_attempts(app: &TestApp, stytch: (u64, u64), legacy: (u64, u64)) 
     report(app, "legacy", "success", legacy.1).await;
 }
 
-/// What `app` sees of every replica's counts of `stytch-login` over the last ten minutes.
-async fn last_ten_minutes(app: &TestApp) -> Tally {
+/// What `app` sees of every replica's counts of `stytch-login` over the last ten minutes
+/// (an error while the store is away).
+async fn last_ten_minutes(app: &TestApp) -> Result<Tally, switchyard::store::StoreError> {
     app.state
         .tallies
         .sum("stytch-login", BucketRange::window(SystemTime::now(), 600))
         .await
-        .expect("counts readable")
 }
 
-/// Waits (up to `within`) until `app` sees counts that `done` accepts; returns them and how
-/// long it took.
-async fn counts_when(app: &TestApp, within: Duration, done: impl Fn(&Tally) -> bool) -> (Tally, Duration) {
+/// Waits (up to `within`) until `app` sees counts that `done` accepts; returns the last it
+/// saw and how long it took. A read that fails (Redis away) is tried again.
+async fn counts_when(
+    app: &TestApp,
+    within: Duration,
+    done: impl Fn(&Tally) -> bool,
+) -> (Tally, Duration) {
     let started = Instant::now();
     loop {
         let seen = last_ten_minutes(app).await;
-        if done(&seen) || started.elapsed() > within {
-            return (seen, started.elapsed());
+        let timed_out = started.elapsed() > within;
+        match seen {
+            Ok(seen) if done(&seen) || timed_out => return (seen, started.elapsed()),
+            Err(e) if timed_out => panic!("counts unreadable for {within:?}: {e}"),
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -77,10 +83,13 @@ async fn outcomes_reported_half_to_each_of_two_replicas_on_redis_add_up_in_the_g
     report_attempts(&a, (23, 127), (3, 147)).await;
     report_attempts(&b, (22, 128), (3, 147)).await;
     for i in 0..10 {
-        a.decide(json!({"rollout": "stytch-login", "user_key": format!("a{i}")})).await;
-        b.decide(json!({"rollout": "stytch-login", "user_key": format!("b{i}")})).await;
+        a.decide(json!({"rollout": "stytch-login", "user_key": format!("a{i}")}))
+            .await;
+        b.decide(json!({"rollout": "stytch-login", "user_key": format!("b{i}")}))
+            .await;
     }
-    let complete = |t: &Tally| t.outcomes(Flow::Stytch).attempts() == 300 && t.decisions(Flow::Legacy) == 20;
+    let complete =
+        |t: &Tally| t.outcomes(Flow::Stytch).attempts() == 300 && t.decisions(Flow::Legacy) == 20;
     for (name, app) in [("a", &a), ("b", &b)] {
         let (seen, took) = counts_when(app, Duration::from_secs(5), complete).await;
         println!("replica {name} saw every replica's counts {took:?} after the last report");
@@ -93,11 +102,18 @@ async fn outcomes_reported_half_to_each_of_two_replicas_on_redis_add_up_in_the_g
         assert_eq!(seen.decisions(Flow::Stytch), 0);
         assert!(took < Duration::from_secs(3), "{took:?}");
         // Together the replicas' counts trip the guard; either half alone is too few.
-        let verdict = GuardVerdict::of(seen.outcomes(Flow::Stytch), seen.outcomes(Flow::Legacy), &spec_limits());
+        let verdict = GuardVerdict::of(
+            seen.outcomes(Flow::Stytch),
+            seen.outcomes(Flow::Legacy),
+            &spec_limits(),
+        );
         assert_eq!(verdict.state, GuardState::Tripped);
         assert!(verdict.increase_lower_bound_points.unwrap() > 9.0);
     }
-    let half = |failures, successes| switchyard::guard::FlowOutcomes { successes, failures };
+    let half = |failures, successes| switchyard::guard::FlowOutcomes {
+        successes,
+        failures,
+    };
     let one_replica = GuardVerdict::of(half(23, 127), half(3, 147), &spec_limits());
     assert_eq!(one_replica.state, GuardState::InsufficientData);
 }
@@ -107,7 +123,8 @@ async fn on_the_embedded_store_outcomes_and_decisions_are_counted_in_memory() {
     let app = spawn_app().await;
     report_attempts(&app, (2, 8), (1, 4)).await;
     for i in 0..7 {
-        app.decide(json!({"rollout": "stytch-login", "user_key": format!("u{i}")})).await;
+        app.decide(json!({"rollout": "stytch-login", "user_key": format!("u{i}")}))
+            .await;
     }
     // A report for a rollout that does not exist is refused and counted nowhere.
     let r = app
@@ -118,7 +135,10 @@ async fn on_the_embedded_store_outcomes_and_decisions_are_counted_in_memory() {
         )
         .await;
     assert_error(r, StatusCode::NOT_FOUND, "not_found").await;
-    let (seen, took) = counts_when(&app, Duration::from_secs(5), |t| t.decisions(Flow::Legacy) == 7).await;
+    let (seen, took) = counts_when(&app, Duration::from_secs(5), |t| {
+        t.decisions(Flow::Legacy) == 7
+    })
+    .await;
     println!("counted {took:?} after the last decision");
     assert_eq!(seen.outcomes(Flow::Stytch).failures, 2);
     assert_eq!(seen.outcomes(Flow::Stytch).attempts(), 10);
@@ -128,13 +148,20 @@ async fn on_the_embedded_store_outcomes_and_decisions_are_counted_in_memory() {
     let unknown = app
         .state
         .tallies
-        .sum("no-such-rollout", BucketRange::window(SystemTime::now(), 600))
+        .sum(
+            "no-such-rollout",
+            BucketRange::window(SystemTime::now(), 600),
+        )
         .await
         .unwrap();
     assert!(unknown.is_empty());
     // The metric counts the same reports.
     let samples = app.metrics().await;
-    let failures = metric(&samples, "switchyard_login_outcomes_total", &[("flow", "stytch"), ("outcome", "failure")]);
+    let failures = metric(
+        &samples,
+        "switchyard_login_outcomes_total",
+        &[("flow", "stytch"), ("outcome", "failure")],
+    );
     assert_eq!(failures, Some(2.0));
 }
 
@@ -143,7 +170,10 @@ async fn counts_made_while_redis_is_down_are_delivered_when_it_is_back() {
     let mut redis = RedisServer::start();
     let a = replica(&redis.url(), false).await;
     report(&a, "stytch", "failure", 5).await;
-    let (seen, _) = counts_when(&a, Duration::from_secs(5), |t| t.outcomes(Flow::Stytch).failures == 5).await;
+    let (seen, _) = counts_when(&a, Duration::from_secs(5), |t| {
+        t.outcomes(Flow::Stytch).failures == 5
+    })
+    .await;
     assert_eq!(seen.outcomes(Flow::Stytch).failures, 5);
 
     redis.stop();
@@ -153,7 +183,10 @@ async fn counts_made_while_redis_is_down_are_delivered_when_it_is_back() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     // Redis comes back empty (the first five are gone with it); the waiting counts arrive.
     redis.restart();
-    let (seen, took) = counts_when(&a, Duration::from_secs(15), |t| t.outcomes(Flow::Stytch).failures == 7).await;
+    let (seen, took) = counts_when(&a, Duration::from_secs(15), |t| {
+        t.outcomes(Flow::Stytch).failures == 7
+    })
+    .await;
     println!("delivered {took:?} after Redis came back");
     assert_eq!(seen.outcomes(Flow::Stytch).failures, 7, "{seen:?}");
     assert_eq!(seen.outcomes(Flow::Legacy).successes, 3);
@@ -168,7 +201,10 @@ async fn a_replica_that_is_stopped_delivers_its_last_counts_first() {
     // Stopped at once: its periodic flush is stopped with it, so only the last flush on the
     // way out can deliver these.
     a.stop().await;
-    let (seen, took) = counts_when(&b, Duration::from_secs(5), |t| t.outcomes(Flow::Legacy).failures == 4).await;
+    let (seen, took) = counts_when(&b, Duration::from_secs(5), |t| {
+        t.outcomes(Flow::Legacy).failures == 4
+    })
+    .await;
     println!("the stopped replica's counts were visible {took:?} after it stopped");
     assert_eq!(seen.outcomes(Flow::Legacy).failures, 4, "{seen:?}");
 }

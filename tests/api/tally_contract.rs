@@ -57,7 +57,11 @@ async fn redis_replica(url: &str, cluster: bool) -> (Arc<RedisStore>, tempfile::
     (Arc::new(store), dir)
 }
 
-async fn redis_subject(url: String, cluster: bool, servers: Box<dyn std::any::Any + Send>) -> Subject {
+async fn redis_subject(
+    url: String,
+    cluster: bool,
+    servers: Box<dyn std::any::Any + Send>,
+) -> Subject {
     let (first, dir1) = redis_replica(&url, cluster).await;
     let (second, dir2) = redis_replica(&url, cluster).await;
     Subject {
@@ -102,8 +106,16 @@ async fn counts_read_back_per_bucket_and_per_rollout(s: Subject) {
     let now = SystemTime::now();
     let current = Bucket::at(now);
     let earlier = current.before(3);
-    let a = tally(&[(STYTCH_FAILURE, 2), (STYTCH_SUCCESS, 40), (Counter::StytchDecision, 50)]);
-    let b = tally(&[(LEGACY_FAILURE, 1), (LEGACY_SUCCESS, 9), (Counter::LegacyDecision, 12)]);
+    let a = tally(&[
+        (STYTCH_FAILURE, 2),
+        (STYTCH_SUCCESS, 40),
+        (Counter::StytchDecision, 50),
+    ]);
+    let b = tally(&[
+        (LEGACY_FAILURE, 1),
+        (LEGACY_SUCCESS, 9),
+        (Counter::LegacyDecision, 12),
+    ]);
     s.first
         .add(&[
             counts("login", earlier, a),
@@ -137,9 +149,17 @@ async fn counts_read_back_per_bucket_and_per_rollout(s: Subject) {
 async fn two_replicas_adding_at_once_add_up(s: Subject) {
     let now = SystemTime::now();
     let bucket = Bucket::at(now);
-    let one = tally(&[(STYTCH_FAILURE, 1), (LEGACY_SUCCESS, 3), (Counter::StytchDecision, 1)]);
+    let one = tally(&[
+        (STYTCH_FAILURE, 1),
+        (LEGACY_SUCCESS, 3),
+        (Counter::StytchDecision, 1),
+    ]);
     let adders = (0..40).map(|i| {
-        let store = if i % 2 == 0 { s.first.clone() } else { s.second.clone() };
+        let store = if i % 2 == 0 {
+            s.first.clone()
+        } else {
+            s.second.clone()
+        };
         tokio::spawn(async move { store.add(&[counts("login", bucket, one)]).await })
     });
     for result in futures_util::future::join_all(adders).await {
@@ -163,7 +183,11 @@ async fn buckets_older_than_the_retention_are_gone(s: Subject) {
     let expired = Bucket::at(now - Duration::from_secs(7200));
     let one = tally(&[(Counter::outcome(Flow::Stytch, LoginOutcome::Failure), 1)]);
     s.first
-        .add(&[counts("login", kept, one), counts("login", expired, one), counts("login", current, one)])
+        .add(&[
+            counts("login", kept, one),
+            counts("login", expired, one),
+            counts("login", current, one),
+        ])
         .await
         .unwrap();
     let all_day = BucketRange::window(now, 86_400);
@@ -173,13 +197,28 @@ async fn buckets_older_than_the_retention_are_gone(s: Subject) {
         first: expired,
         last: expired,
     };
-    assert!(s.first.read("login", only_expired).await.unwrap().is_empty());
+    assert!(s
+        .first
+        .read("login", only_expired)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 async fn nothing_counted_reads_as_nothing(s: Subject) {
     let window = BucketRange::window(SystemTime::now(), 600);
-    assert!(s.first.read("never-counted", window).await.unwrap().is_empty());
-    assert!(s.second.sum("never-counted", window).await.unwrap().is_empty());
+    assert!(s
+        .first
+        .read("never-counted", window)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(s
+        .second
+        .sum("never-counted", window)
+        .await
+        .unwrap()
+        .is_empty());
     // An empty flush is no error.
     s.first.add(&[]).await.unwrap();
 }
@@ -223,13 +262,23 @@ async fn on_redis_a_bucket_is_one_hash_in_the_stores_slot_that_expires_after_the
     let now = SystemTime::now();
     let bucket = Bucket::at(now);
     store
-        .add(&[counts("login", bucket, tally(&[(STYTCH_FAILURE, 3), (Counter::LegacyDecision, 7)]))])
+        .add(&[counts(
+            "login",
+            bucket,
+            tally(&[(STYTCH_FAILURE, 3), (Counter::LegacyDecision, 7)]),
+        )])
         .await
         .unwrap();
     let key = format!("{{contract}}:tally:login:{}", bucket.start_seconds());
     let fields = server.cmd(&format!("HGETALL {key}"));
-    assert!(fields.contains("stytch:failure") && fields.contains("legacy:decision"), "{fields}");
-    assert!(!fields.contains("stytch:success"), "zero counts are not written: {fields}");
+    assert!(
+        fields.contains("stytch:failure") && fields.contains("legacy:decision"),
+        "{fields}"
+    );
+    assert!(
+        !fields.contains("stytch:success"),
+        "zero counts are not written: {fields}"
+    );
     let ttl: u64 = server
         .cmd(&format!("TTL {key}"))
         .trim_start_matches(':')
@@ -237,8 +286,14 @@ async fn on_redis_a_bucket_is_one_hash_in_the_stores_slot_that_expires_after_the
         .parse()
         .unwrap();
     let expected = retention().expiry_of(bucket)
-        - now.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
-    assert!(ttl <= expected && ttl + 5 >= expected, "TTL {ttl}, expected about {expected}");
+        - now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+    assert!(
+        ttl <= expected && ttl + 5 >= expected,
+        "TTL {ttl}, expected about {expected}"
+    );
     assert!(ttl > 3600, "kept for the whole hour window: {ttl}");
     // (That every key of a flush shares one slot is what lets the cluster subject's MULTI
     // succeed at all: keys of two slots would fail it with CROSSSLOT.)

@@ -34,9 +34,7 @@ impl TallyStore for RedisStore {
                     .ignore();
             }
             let mut conn = inner.request_conn().await?;
-            pipe.query_async::<()>(&mut conn)
-                .await
-                .map_err(unavailable)
+            pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
         }
         .await;
         inner.record("tally_add", &result);
@@ -61,10 +59,8 @@ impl TallyStore for RedisStore {
                 pipe.hmget(inner.keys.tally(rollout, bucket), &fields[..]);
             }
             let mut conn = inner.request_conn().await?;
-            let rows: Vec<Vec<Option<u64>>> = pipe
-                .query_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
+            let rows: Vec<Vec<Option<u64>>> =
+                pipe.query_async(&mut conn).await.map_err(unavailable)?;
             Ok(range
                 .iter()
                 .zip(rows)
