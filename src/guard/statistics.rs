@@ -403,7 +403,9 @@ mod tests {
         // (a), (b) as also checked by the R package propint's tests; (d) as in the R package
         // ratesci's tests ("Newcombe RD example (d)", square-and-add); (e)–(h) at the
         // boundaries, where the bounds are the Wilson bounds of 0/10 (0.2775) and 0/20
-        // (0.1611) themselves. (c) is 6/7 − 2/7 by the same formula.
+        // (0.1611) themselves; all eight as statsmodels' `newcomb` method gives them too.
+        // (For (d), (−0.0326, 0.1933) — seen quoted as Newcombe's — is the Miettinen–Nurminen
+        // score interval of the same table, as ratesci's tests list it: another method.)
         let table = [
             ((56, 70), (48, 80), 0.0524, 0.3339),
             ((9, 10), (3, 10), 0.1705, 0.8090),
@@ -419,6 +421,39 @@ mod tests {
             let what = format!("{x1}/{n1} − {x2}/{n2}");
             assert_rounds_to(i.lower, lower, &what);
             assert_rounds_to(i.upper, upper, &what);
+        }
+    }
+
+    #[test]
+    fn the_bounds_agree_with_an_independent_implementation_to_twelve_digits() {
+        // statsmodels 0.15.0, confint_proportions_2indep(x1, n1, x2, n2, method="newcomb",
+        // compare="diff", alpha): one-sided at c is alpha = 2(1 − c). (Generated once in a
+        // throw-away venv; statsmodels is not part of the suite.)
+        let vectors = [
+            ((45, 300), (6, 300), 0.95, 9.424_503_112_346_457),
+            ((45, 300), (6, 300), 0.99, 7.918_535_982_619_926),
+            ((20, 300), (6, 300), 0.95, 1.960_392_700_464_502_8),
+            ((22, 300), (6, 300), 0.99, 1.305_987_239_862_442),
+            ((6, 7), (2, 7), 0.975, 5.822_792_748_231_209),
+            ((5, 56), (0, 29), 0.975, -3.813_714_790_353_693_6),
+            (
+                (21_000_000, 1_000_000_000),
+                (20_000_000, 1_000_000_000),
+                0.95,
+                0.098_957_639_653_583_78,
+            ),
+        ];
+        for ((x1, n1), (x2, n2), confidence, expected) in vectors {
+            let bound = increase_lower_bound(
+                outcomes(x1, n1),
+                outcomes(x2, n2),
+                Confidence::new(confidence).unwrap(),
+            )
+            .unwrap();
+            assert!(
+                (bound - expected).abs() <= 1e-12 * expected.abs().max(1.0),
+                "{x1}/{n1} − {x2}/{n2} at {confidence}: {bound}, not {expected}"
+            );
         }
     }
 
