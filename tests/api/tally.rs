@@ -40,8 +40,7 @@ async fn report_attempts(app: &TestApp, stytch: (u64, u64), legacy: (u64, u64)) 
 /// What `app` sees of every replica's counts of `stytch-login` over the last ten minutes
 /// (an error while the store is away).
 async fn last_ten_minutes(app: &TestApp) -> Result<Tally, switchyard::store::StoreError> {
-    app.state
-        .tallies
+    app.tallies
         .sum("stytch-login", BucketRange::window(SystemTime::now(), 600))
         .await
 }
@@ -146,7 +145,6 @@ async fn on_the_embedded_store_outcomes_and_decisions_are_counted_in_memory() {
     assert_eq!(seen.outcomes(Flow::Legacy).attempts(), 5);
     assert_eq!(seen.decisions(Flow::Legacy), 7);
     let unknown = app
-        .state
         .tallies
         .sum(
             "no-such-rollout",
