@@ -786,4 +786,31 @@ mod tests {
             .iter()
             .any(|p| p.setting == "server.request_timeout_seconds"));
     }
+
+    #[test]
+    fn guard_counts_are_kept_an_hour_and_a_minute_by_default_and_the_window_limit_is_checked() {
+        let mut settings = Settings::default();
+        assert_eq!(settings.guards.max_window_seconds, 3600);
+        assert_eq!(
+            settings.guards.tally_retention().duration(),
+            std::time::Duration::from_secs(3660)
+        );
+        for wrong in [0, 9, 7 * 24 * 3600 + 1] {
+            settings.guards.max_window_seconds = wrong;
+            let problems = settings.problems();
+            let problem = problems
+                .iter()
+                .find(|p| p.setting == "guards.max_window_seconds")
+                .unwrap_or_else(|| panic!("{wrong} accepted"));
+            assert!(problem.message.contains(&wrong.to_string()), "{problem}");
+        }
+        for right in [10, 600, 7 * 24 * 3600] {
+            settings.guards.max_window_seconds = right;
+            assert!(
+                settings.problems().is_empty(),
+                "{right}: {:?}",
+                settings.problems()
+            );
+        }
+    }
 }
