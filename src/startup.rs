@@ -243,24 +243,20 @@ impl Application {
         let mut background = Vec::new();
         let mut embedded = None;
         let tally_retention = settings.guards.tally_retention();
-        let (store, tallies, store_description): (
-            Arc<dyn RolloutStore>,
-            Arc<dyn TallyStore>,
-            String,
-        ) = match settings.store.backend {
-            Backend::Embedded => {
-                let store = Arc::new(
-                    EmbeddedStore::open(&settings.store.path)?.with_metrics(metrics.clone()),
-                );
-                let description = format!("embedded, {}", store.path().display());
-                embedded = Some(store.clone());
-                // One replica: its counts are all there are, kept in memory.
-                let tallies = Arc::new(MemoryTallies::new(tally_retention));
-                (store, tallies, description)
-            }
-            Backend::Redis => {
-                let tls_ca =
-                    match &settings.store.tls_ca_file {
+        // Where every replica's outcome and decision counts add up: Redis when it is shared.
+        let mut shared_tallies: Option<Arc<dyn TallyStore>> = None;
+        let (store, store_description): (Arc<dyn RolloutStore>, String) =
+            match settings.store.backend {
+                Backend::Embedded => {
+                    let store = Arc::new(
+                        EmbeddedStore::open(&settings.store.path)?.with_metrics(metrics.clone()),
+                    );
+                    let description = format!("embedded, {}", store.path().display());
+                    embedded = Some(store.clone());
+                    (store, description)
+                }
+                Backend::Redis => {
+                    let tls_ca = match &settings.store.tls_ca_file {
                         Some(path) => Some(std::fs::read(path).map_err(|source| {
                             StartupError::SecretFile {
                                 path: path.clone(),
@@ -269,24 +265,28 @@ impl Application {
                         })?),
                         None => None,
                     };
-                let store = RedisStore::new(
-                    RedisOptions {
-                        url: settings.store.url.expose_secret().to_string(),
-                        cluster: settings.store.cluster,
-                        prefix: settings.store.prefix.clone(),
-                        path: settings.store.path.clone(),
-                        timeout: Duration::from_millis(settings.store.timeout_ms.max(50)),
-                        tls_ca,
-                        tally_retention,
-                    },
-                    metrics.clone(),
-                )?;
-                let description = store.description();
-                let store = Arc::new(store);
-                (store.clone(), store, description)
-            }
-        };
+                    let store = RedisStore::new(
+                        RedisOptions {
+                            url: settings.store.url.expose_secret().to_string(),
+                            cluster: settings.store.cluster,
+                            prefix: settings.store.prefix.clone(),
+                            path: settings.store.path.clone(),
+                            timeout: Duration::from_millis(settings.store.timeout_ms.max(50)),
+                            tls_ca,
+                            tally_retention,
+                        },
+                        metrics.clone(),
+                    )?;
+                    let description = store.description();
+                    let store = Arc::new(store);
+                    shared_tallies = Some(store.clone());
+                    (store, description)
+                }
+            };
 
+        // One replica on the embedded store: its own counts are all there are, in memory.
+        let tallies =
+            shared_tallies.unwrap_or_else(|| Arc::new(MemoryTallies::new(tally_retention)));
         let catalog = Arc::new(Catalog::new(metrics.clone()));
         // Whether the store held rollouts already; `None`: it could not be asked.
         let held_rollouts = match store.load().await {
