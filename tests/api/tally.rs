@@ -206,3 +206,50 @@ async fn a_replica_that_is_stopped_delivers_its_last_counts_first() {
     println!("the stopped replica's counts were visible {took:?} after it stopped");
     assert_eq!(seen.outcomes(Flow::Legacy).failures, 4, "{seen:?}");
 }
+
+#[tokio::test]
+async fn each_flush_files_what_was_counted_since_the_last_under_its_own_bucket() {
+    use std::sync::Arc;
+    use switchyard::catalog::Catalog;
+    use switchyard::metrics::Metrics;
+    use switchyard::tally::{
+        Bucket, Counter, Flusher, LoginOutcome, MemoryTallies, Retention, TallyStore,
+    };
+
+    let catalog = Arc::new(Catalog::new(Arc::new(Metrics::new())));
+    let rollout = serde_json::from_value(json!({
+        "key": "login", "description": "", "enabled": true, "percentage": 0.0,
+        "salt": "s", "rules": [], "sticky": {"enabled": false, "cookie_name": "sy_login", "max_age_seconds": 60},
+        "epoch": 1, "legacy_sessions": "reject", "version": 1,
+        "updated_at": "2026-11-30T00:00:00Z", "updated_by": "test"
+    }))
+    .unwrap();
+    catalog.install(rollout).unwrap();
+    let retention = Retention::for_windows_of(Duration::from_secs(3600));
+    let tallies = Arc::new(MemoryTallies::new(retention));
+    let flusher = Flusher::new(catalog.clone(), tallies.clone(), retention);
+    let live = catalog.get("login").unwrap();
+    let now = SystemTime::now();
+
+    live.count_outcome(Flow::Stytch, LoginOutcome::Failure);
+    live.count_outcome(Flow::Stytch, LoginOutcome::Failure);
+    flusher.flush(now).await.unwrap();
+    live.count_outcome(Flow::Legacy, LoginOutcome::Success);
+    live.tally.count(Counter::decision(Flow::Stytch));
+    let later = now + Duration::from_secs(20);
+    flusher.flush(later).await.unwrap();
+    // Nothing new: nothing sent, nothing changed.
+    flusher.flush(later).await.unwrap();
+
+    let read = tallies
+        .read("login", BucketRange::since(now, later))
+        .await
+        .unwrap();
+    let buckets: Vec<Bucket> = read.iter().map(|(b, _)| *b).collect();
+    assert_eq!(buckets, vec![Bucket::at(now), Bucket::at(later)]);
+    assert_eq!(read[0].1.outcomes(Flow::Stytch).failures, 2);
+    assert_eq!(read[0].1.outcomes(Flow::Legacy).attempts(), 0);
+    assert_eq!(read[1].1.outcomes(Flow::Legacy).successes, 1);
+    assert_eq!(read[1].1.decisions(Flow::Stytch), 1);
+    assert_eq!(read[1].1.outcomes(Flow::Stytch).failures, 0);
+}
