@@ -134,6 +134,8 @@ pub struct Admin {
     signer: CookieSigner,
     /// One admin write at a time on this replica; the store's compare-and-set covers others.
     writer: tokio::sync::Mutex<()>,
+    /// The longest guard window this deployment keeps counts for (`guards.max_window_seconds`).
+    max_guard_window_seconds: u64,
 }
 
 fn random_salt() -> String {
@@ -277,6 +279,30 @@ impl Admin {
             catalog,
             signer,
             writer: tokio::sync::Mutex::new(()),
+            max_guard_window_seconds: *crate::rules::compile::GUARD_WINDOW_SECONDS.end(),
+        }
+    }
+
+    /// Refuses guard windows longer than `seconds`: login outcomes are kept only that long
+    /// (`guards.max_window_seconds`), so a longer window would never see its start.
+    pub fn with_max_guard_window(mut self, seconds: u64) -> Admin {
+        self.max_guard_window_seconds = seconds;
+        self
+    }
+
+    /// The checks a write meets beyond the content's own validity: a guard's window within
+    /// what this deployment keeps counts for.
+    fn check_guard_window(&self, content: &RolloutContent) -> Result<(), AdminError> {
+        let max = self.max_guard_window_seconds;
+        match &content.guard {
+            Some(guard) if guard.window_seconds > max => Err(field_error(
+                "guard.window_seconds",
+                format!(
+                    "must be at most {max}: login outcomes are kept for guards.max_window_seconds \
+                     ({max} s); raise that setting to look further back"
+                ),
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -439,6 +465,7 @@ impl Admin {
         let mut content = draft.into_content(&key, None, random_salt);
         schedule::settle_write(None, &mut content);
         validate_content(&content)?;
+        self.check_guard_window(&content)?;
         let _writer = self.writer.lock().await;
         if self.catalog.get(&key).is_some() {
             return Err(AdminError::AlreadyExists(key));
@@ -545,6 +572,9 @@ impl Admin {
     ) -> Result<Rollout, AdminError> {
         schedule::settle_write(Some(&current.content), &mut content);
         validate_content(&content)?;
+        if content.guard != current.content.guard {
+            self.check_guard_window(&content)?;
+        }
         if content.epoch < current.content.epoch {
             return Err(field_error(
                 "epoch",

@@ -18,14 +18,26 @@ use arc_swap::ArcSwap;
 use crate::metrics::{Metrics, RolloutCounters};
 use crate::rules::{compile, CompiledRollout, Rollout, ValidationErrors};
 use crate::store::{ChangeListener, Loaded, UserKeyHash};
+use crate::tally::{Counter, LiveTally, LoginOutcome};
 
 /// One rollout as deciders see it: the stored form (for the admin API), the compiled form
-/// (for evaluation) and its pre-resolved counters.
+/// (for evaluation), its pre-resolved counters and its counts not yet flushed.
 pub struct LiveRollout {
     pub rollout: Rollout,
     pub compiled: CompiledRollout,
     pub counters: RolloutCounters,
     pub enrollments: Arc<EnrollmentSet>,
+    /// Outcomes and decisions counted since the last flush (`crate::tally`); shared by all
+    /// versions of the rollout.
+    pub tally: Arc<LiveTally>,
+}
+
+impl LiveRollout {
+    /// Counts a login attempt's outcome: its metric, and the counts the guard reads.
+    pub fn count_outcome(&self, flow: crate::rules::Flow, outcome: LoginOutcome) {
+        self.counters.outcome(flow, outcome).inc();
+        self.tally.count(Counter::outcome(flow, outcome));
+    }
 }
 
 /// The users of one rollout who signed up through Stytch, as 128-bit hashes of their user
@@ -142,6 +154,8 @@ pub struct Catalog {
     rollouts: ArcSwap<Snapshot>,
     /// Enrollment sets outlive rollout versions: they are keyed by rollout key alone.
     enrollments: Mutex<HashMap<Box<str>, Arc<EnrollmentSet>>>,
+    /// So do the counts not yet flushed.
+    tallies: Mutex<HashMap<Box<str>, Arc<LiveTally>>>,
     /// Serialises writers (installs are rare); readers never take it.
     writer: Mutex<()>,
     /// Rules have been loaded at least once (`/readyz`).
@@ -156,6 +170,7 @@ impl Catalog {
         Catalog {
             rollouts: ArcSwap::from_pointee(HashMap::new()),
             enrollments: Mutex::new(HashMap::new()),
+            tallies: Mutex::new(HashMap::new()),
             writer: Mutex::new(()),
             ready: AtomicBool::new(false),
             changes: tokio::sync::watch::Sender::new(0),
@@ -221,6 +236,7 @@ impl Catalog {
                 Arc::new(LiveRollout {
                     counters: self.metrics.rollout_counters(&key, &compiled.rule_ids()),
                     enrollments: enrollments.clone(),
+                    tally: self.tally_of(&key),
                     compiled,
                     rollout,
                 }),
@@ -229,6 +245,10 @@ impl Catalog {
         for gone in previous.keys().filter(|k| !next.contains_key(*k)) {
             self.metrics.forget_rollout(gone);
         }
+        self.tallies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|key, _| next.contains_key(key));
         {
             let mut all = self.enrollments.lock().unwrap_or_else(|e| e.into_inner());
             all.clear();
@@ -262,6 +282,11 @@ impl Catalog {
         sets.entry(key.into()).or_default().clone()
     }
 
+    fn tally_of(&self, key: &str) -> Arc<LiveTally> {
+        let mut tallies = self.tallies.lock().unwrap_or_else(|e| e.into_inner());
+        tallies.entry(key.into()).or_default().clone()
+    }
+
     /// Compiles and installs a rollout version unless a newer one is installed already.
     /// Returns whether it was installed.
     pub fn install(&self, rollout: Rollout) -> Result<bool, ValidationErrors> {
@@ -277,6 +302,7 @@ impl Catalog {
         let live = Arc::new(LiveRollout {
             counters: self.metrics.rollout_counters(&key, &compiled.rule_ids()),
             enrollments: self.enrollment_set(&key),
+            tally: self.tally_of(&key),
             compiled,
             rollout,
         });
@@ -311,6 +337,10 @@ impl Catalog {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(key);
+        self.tallies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
         self.metrics.forget_rollout(key);
         self.changed();
         true
@@ -335,6 +365,7 @@ impl Catalog {
                     compiled: live.compiled.clone(),
                     counters: live.counters.clone(),
                     enrollments: set,
+                    tally: live.tally.clone(),
                 }),
             );
             self.rollouts.store(Arc::new(next));

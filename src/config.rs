@@ -88,6 +88,8 @@ pub struct Settings {
     #[serde(default)]
     pub log: LogSettings,
     #[serde(default)]
+    pub guards: GuardSettings,
+    #[serde(default)]
     pub stytch: StytchSettings,
     #[serde(default)]
     pub legacy: LegacySettings,
@@ -230,6 +232,32 @@ impl Default for LogSettings {
     }
 }
 
+/// The guards of SPEC §9.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardSettings {
+    /// The longest guard window: login outcome and decision counts are kept this long (and a
+    /// minute more), so a guard can look back this far.
+    pub max_window_seconds: u64,
+}
+
+impl Default for GuardSettings {
+    fn default() -> Self {
+        GuardSettings {
+            max_window_seconds: 3600,
+        }
+    }
+}
+
+impl GuardSettings {
+    /// How long the counts guards read are kept.
+    pub fn tally_retention(&self) -> crate::tally::Retention {
+        crate::tally::Retention::for_windows_of(std::time::Duration::from_secs(
+            self.max_window_seconds,
+        ))
+    }
+}
+
 /// The Stytch project whose sessions count as ours (SPEC §8).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -301,6 +329,9 @@ impl std::fmt::Display for Problem {
         write!(f, "{level}: {}: {}", self.setting, self.message)
     }
 }
+
+/// The longest `guards.max_window_seconds`: a week of 10-second buckets per rollout.
+const MAX_GUARD_WINDOW_SECONDS: u64 = 7 * 24 * 3600;
 
 /// Values from our own documentation and the usual placeholders: never a real secret.
 const PLACEHOLDERS: [&str; 8] = [
@@ -496,6 +527,15 @@ impl Settings {
                 "must be at least 1".into(),
             );
         }
+        if !(10..=MAX_GUARD_WINDOW_SECONDS).contains(&self.guards.max_window_seconds) {
+            error(
+                "guards.max_window_seconds",
+                format!(
+                    "must be from 10 (one count bucket) to {MAX_GUARD_WINDOW_SECONDS} (a week), not {}",
+                    self.guards.max_window_seconds
+                ),
+            );
+        }
         let mut names = std::collections::HashSet::new();
         for (i, t) in self.tokens.iter().enumerate() {
             let at = format!("tokens[{i}]");
@@ -642,6 +682,11 @@ impl Settings {
         );
         let _ = writeln!(
             out,
+            "\n[guards]\nmax_window_seconds = {}",
+            self.guards.max_window_seconds
+        );
+        let _ = writeln!(
+            out,
             "\n[log]\nformat = {:?}\nlevel = {:?}",
             match self.log.format {
                 LogFormat::Text => "text",
@@ -740,5 +785,32 @@ mod tests {
             .problems()
             .iter()
             .any(|p| p.setting == "server.request_timeout_seconds"));
+    }
+
+    #[test]
+    fn guard_counts_are_kept_an_hour_and_a_minute_by_default_and_the_window_limit_is_checked() {
+        let mut settings = Settings::default();
+        assert_eq!(settings.guards.max_window_seconds, 3600);
+        assert_eq!(
+            settings.guards.tally_retention().duration(),
+            std::time::Duration::from_secs(3660)
+        );
+        for wrong in [0, 9, 7 * 24 * 3600 + 1] {
+            settings.guards.max_window_seconds = wrong;
+            let problems = settings.problems();
+            let problem = problems
+                .iter()
+                .find(|p| p.setting == "guards.max_window_seconds")
+                .unwrap_or_else(|| panic!("{wrong} accepted"));
+            assert!(problem.message.contains(&wrong.to_string()), "{problem}");
+        }
+        for right in [10, 600, 7 * 24 * 3600] {
+            settings.guards.max_window_seconds = right;
+            assert!(
+                settings.problems().is_empty(),
+                "{right}: {:?}",
+                settings.problems()
+            );
+        }
     }
 }

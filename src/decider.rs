@@ -14,6 +14,7 @@ use crate::geo::{locate, GeoIp};
 use crate::metrics::Metrics;
 use crate::rules::{self, Flow, Reason, Subject};
 use crate::sessions::{action_for, Classifier, SessionAction, SessionSource};
+use crate::tally::Counter;
 
 /// The name of the override cookie minted for testers.
 pub const OVERRIDE_COOKIE: &str = "sy_override";
@@ -207,6 +208,7 @@ impl Decider {
         let session_action = action_for(decision.flow, session_source, rollout.legacy_sessions);
 
         live.counters.decision(decision.flow, decision.reason).inc();
+        live.tally.count(Counter::decision(decision.flow));
         if let Some(rule) = decision.rule_index.and_then(|i| live.counters.rule(i)) {
             rule.inc();
         }

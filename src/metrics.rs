@@ -10,6 +10,7 @@ use prometheus::{
 
 use crate::cookies::Rejection;
 use crate::rules::{Flow, Reason};
+use crate::tally::LoginOutcome;
 
 pub struct Metrics {
     registry: Registry,
@@ -33,7 +34,7 @@ pub struct Metrics {
 }
 
 /// Every store operation that can fail, so their error counters exist from the start.
-pub const STORE_OPS: [&str; 14] = [
+pub const STORE_OPS: [&str; 16] = [
     "load",
     "get",
     "commit",
@@ -48,6 +49,8 @@ pub const STORE_OPS: [&str; 14] = [
     "sync",
     "follow",
     "probe",
+    "tally_add",
+    "tally_read",
 ];
 
 /// Counters of one rollout, resolved once when the rollout is installed so that deciding
@@ -56,6 +59,8 @@ pub const STORE_OPS: [&str; 14] = [
 pub struct RolloutCounters {
     decisions: [[IntCounter; Reason::ALL.len()]; 2],
     rejected: [IntCounter; Rejection::ALL.len()],
+    /// Login outcomes, by flow then outcome.
+    outcomes: [[IntCounter; LoginOutcome::ALL.len()]; 2],
     /// One per rule, in rule order.
     rules: Vec<IntCounter>,
 }
@@ -69,6 +74,18 @@ impl RolloutCounters {
         };
         let r = Reason::ALL.iter().position(|x| *x == reason).unwrap_or(0);
         &self.decisions[f][r]
+    }
+
+    pub fn outcome(&self, flow: Flow, outcome: LoginOutcome) -> &IntCounter {
+        let f = match flow {
+            Flow::Stytch => 0,
+            Flow::Legacy => 1,
+        };
+        let o = match outcome {
+            LoginOutcome::Success => 0,
+            LoginOutcome::Failure => 1,
+        };
+        &self.outcomes[f][o]
     }
 
     /// The counter of the rule at `index` (in the rollout's rule order).
@@ -284,12 +301,12 @@ impl Metrics {
     /// cookies, login outcomes, schedule steps applied and one per rule (`rule_ids`, in rule order). Rule series of
     /// rules the rollout no longer has are dropped.
     pub fn rollout_counters(&self, rollout: &str, rule_ids: &[&str]) -> RolloutCounters {
-        for flow in [Flow::Stytch, Flow::Legacy] {
-            for outcome in ["success", "failure"] {
+        let outcomes = [Flow::Stytch, Flow::Legacy].map(|flow| {
+            LoginOutcome::ALL.map(|outcome| {
                 self.login_outcomes
-                    .with_label_values(&[rollout, flow.as_str(), outcome]);
-            }
-        }
+                    .with_label_values(&[rollout, flow.as_str(), outcome.as_str()])
+            })
+        });
         self.forget_rules(rollout, |rule| !rule_ids.contains(&rule));
         self.schedule_steps_applied.with_label_values(&[rollout]);
         let rules = rule_ids
@@ -316,6 +333,7 @@ impl Metrics {
         RolloutCounters {
             decisions,
             rejected,
+            outcomes,
             rules,
         }
     }
@@ -367,10 +385,12 @@ impl Metrics {
                     self.decisions
                         .remove_label_values(&[rollout, flow.as_str(), reason.as_str()]);
             }
-            for outcome in ["success", "failure"] {
-                let _ = self
-                    .login_outcomes
-                    .remove_label_values(&[rollout, flow.as_str(), outcome]);
+            for outcome in LoginOutcome::ALL {
+                let _ = self.login_outcomes.remove_label_values(&[
+                    rollout,
+                    flow.as_str(),
+                    outcome.as_str(),
+                ]);
             }
         }
         for reason in Rejection::ALL {

@@ -34,6 +34,7 @@ use crate::sessions::Classifier;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::redis::{RedisOptions, RedisStore};
 use crate::store::{RolloutStore, StoreError};
+use crate::tally::{Flusher, MemoryTallies, TallyStore};
 
 /// The name of the token generated when no configured token has the `admin` scope.
 pub const GENERATED_TOKEN_NAME: &str = "local-admin";
@@ -86,6 +87,8 @@ pub struct Application {
     background: Vec<tokio::task::JoinHandle<()>>,
     /// The schedule runner: stopped with the server, between two writes.
     schedules: RunningSchedules,
+    /// Delivers outcome and decision counts; flushed once more when the server stops.
+    flusher: Arc<Flusher>,
 }
 
 fn random_secret() -> String {
@@ -242,6 +245,9 @@ impl Application {
         let metrics = Arc::new(Metrics::new());
         let mut background = Vec::new();
         let mut embedded = None;
+        let tally_retention = settings.guards.tally_retention();
+        // Where every replica's outcome and decision counts add up: Redis when it is shared.
+        let mut shared_tallies: Option<Arc<dyn TallyStore>> = None;
         let (store, store_description): (Arc<dyn RolloutStore>, String) =
             match settings.store.backend {
                 Backend::Embedded => {
@@ -270,14 +276,20 @@ impl Application {
                             path: settings.store.path.clone(),
                             timeout: Duration::from_millis(settings.store.timeout_ms.max(50)),
                             tls_ca,
+                            tally_retention,
                         },
                         metrics.clone(),
                     )?;
                     let description = store.description();
-                    (Arc::new(store), description)
+                    let store = Arc::new(store);
+                    shared_tallies = Some(store.clone());
+                    (store, description)
                 }
             };
 
+        // One replica on the embedded store: its own counts are all there are, in memory.
+        let tallies =
+            shared_tallies.unwrap_or_else(|| Arc::new(MemoryTallies::new(tally_retention)));
         let catalog = Arc::new(Catalog::new(metrics.clone()));
         // Whether the store held rollouts already; `None`: it could not be asked.
         let held_rollouts = match store.load().await {
@@ -364,7 +376,16 @@ impl Application {
             background.push(tokio::spawn(probe_forever(embedded, metrics.clone())));
         }
         background.extend(store.follow(catalog.clone()));
-        let admin = Arc::new(Admin::new(store, catalog.clone(), signer.clone()));
+        let flusher = Arc::new(Flusher::new(
+            catalog.clone(),
+            tallies.clone(),
+            tally_retention,
+        ));
+        background.push(flusher.clone().spawn());
+        let admin = Arc::new(
+            Admin::new(store, catalog.clone(), signer.clone())
+                .with_max_guard_window(settings.guards.max_window_seconds),
+        );
         if catalog.is_ready() {
             if let Some(created) = admin.ensure_default_rollout().await? {
                 tracing::info!(rollout = %created.key, "created the default rollout at 0 %");
@@ -388,6 +409,7 @@ impl Application {
             metrics,
             tokens: Tokens::new(&token_settings),
             catalog: catalog.clone(),
+            tallies,
             metrics_require_token: settings.metrics.require_token,
         });
 
@@ -442,6 +464,7 @@ impl Application {
             store_description,
             background,
             schedules,
+            flusher,
         })
     }
 
@@ -454,12 +477,22 @@ impl Application {
         self.port
     }
 
-    /// Serves until the process is told to stop (SIGINT/SIGTERM: graceful shutdown).
+    /// Serves until the process is told to stop (SIGINT/SIGTERM: graceful shutdown), then
+    /// delivers the last counts (for at most a few seconds).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
         self.schedules.stop().await;
         for task in &self.background {
             task.abort();
+        }
+        let last_flush = self.flusher.flush_and_log(std::time::SystemTime::now());
+        if tokio::time::timeout(Duration::from_secs(3), last_flush)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "stopped without delivering the last second of outcome and decision counts"
+            );
         }
         result
     }

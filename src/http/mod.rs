@@ -29,6 +29,7 @@ use crate::admin::Admin;
 use crate::catalog::Catalog;
 use crate::decider::Decider;
 use crate::metrics::Metrics;
+use crate::tally::TallyStore;
 use auth::Tokens;
 use error::ApiError;
 
@@ -40,6 +41,8 @@ pub struct AppState {
     pub tokens: Tokens,
     /// The in-memory rules (`/readyz` asks whether they are loaded).
     pub catalog: Arc<Catalog>,
+    /// Outcome and decision counts of every replica, by rollout and 10-second bucket.
+    pub tallies: Arc<dyn TallyStore>,
     pub metrics_require_token: bool,
 }
 

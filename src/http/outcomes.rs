@@ -1,37 +1,24 @@
-//! `POST /v1/outcomes`: the app reports how a login attempt ended, so the two flows' success
-//! rates can be compared. Only counters change; nothing is stored.
+//! `POST /v1/outcomes`: the app reports how a login attempt ended, so the two flows' failure
+//! rates can be compared (by people on the dashboards, by the guard across replicas). Only
+//! counters change, in memory: nothing is written to the store on the request path.
 
 use actix_web::{web, HttpResponse};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::auth::{Authorized, ReportScope};
 use super::body::Json;
 use super::error::ApiError;
 use super::AppState;
+use crate::admin::AdminError;
 use crate::rules::Flow;
-
-#[derive(Deserialize, Serialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    Success,
-    Failure,
-}
-
-impl Outcome {
-    fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Success => "success",
-            Outcome::Failure => "failure",
-        }
-    }
-}
+use crate::tally::LoginOutcome;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutcomeReport {
     rollout: String,
     flow: Flow,
-    outcome: Outcome,
+    outcome: LoginOutcome,
 }
 
 pub async fn report(
@@ -39,16 +26,11 @@ pub async fn report(
     state: web::Data<AppState>,
     Json(report): Json<OutcomeReport>,
 ) -> Result<HttpResponse, ApiError> {
-    // Only known rollouts become label values, so the label set stays bounded.
-    state.admin.get(&report.rollout)?;
-    state
-        .metrics
-        .login_outcomes
-        .with_label_values(&[
-            report.rollout.as_str(),
-            report.flow.as_str(),
-            report.outcome.as_str(),
-        ])
-        .inc();
+    // Only known rollouts are counted, so the label set stays bounded.
+    let live = state
+        .catalog
+        .get(&report.rollout)
+        .ok_or(AdminError::NotFound(report.rollout))?;
+    live.count_outcome(report.flow, report.outcome);
     Ok(HttpResponse::Accepted().json(serde_json::json!({"accepted": true})))
 }

@@ -71,8 +71,9 @@ pub const MAX_EPOCH: u64 = (1 << 53) - 1;
 /// The most steps a schedule may have.
 pub const MAX_SCHEDULE_STEPS: usize = 100;
 
-/// A guard's window: 10 seconds to a day.
-pub const GUARD_WINDOW_SECONDS: std::ops::RangeInclusive<u64> = 10..=86_400;
+/// A guard's window: 10 seconds (one count bucket) to a week (the longest
+/// `guards.max_window_seconds`; a deployment's own setting may refuse more, in `admin`).
+pub const GUARD_WINDOW_SECONDS: std::ops::RangeInclusive<u64> = 10..=604_800;
 
 /// A guard's minimum attempts per flow.
 pub const GUARD_MIN_ATTEMPTS: std::ops::RangeInclusive<u64> = 1..=1_000_000_000;
@@ -488,7 +489,7 @@ fn check_guard(guard: &Guard, problems: &mut Problems) {
         problems.add(
             "guard.window_seconds",
             format!(
-                "must be a whole number of seconds from {} to {} (a day)",
+                "must be a whole number of seconds from {} to {} (a week)",
                 GUARD_WINDOW_SECONDS.start(),
                 GUARD_WINDOW_SECONDS.end()
             ),
@@ -909,7 +910,7 @@ mod tests {
             ]
         );
         c.guard = Some(Guard {
-            window_seconds: 86_400,
+            window_seconds: 604_800,
             min_attempts: 1,
             max_failure_rate_increase: 100.0,
             confidence: 0.999,

@@ -27,7 +27,7 @@ fn expectation(name: &str) -> Option<&'static str> {
         "at" => "at must be an RFC 3339 date and time such as 2026-12-01T09:00:00Z",
         "state" => "state must be \"active\" or \"paused\" (\"done\" is set by the service)",
         "guard" => "guard must be an object (enabled, window_seconds, min_attempts, max_failure_rate_increase, confidence, action)",
-        "window_seconds" => "window_seconds must be a whole number of seconds from 10 to 86400",
+        "window_seconds" => "window_seconds must be a whole number of seconds from 10 to 604800",
         "min_attempts" => "min_attempts must be a whole number, at least 1",
         "max_failure_rate_increase" => {
             "max_failure_rate_increase must be a number of percentage points, more than 0 and at most 100"

@@ -20,6 +20,9 @@ pub struct TestApp {
     pub client: Client,
     pub settings: Settings,
     handle: actix_web::dev::ServerHandle,
+    /// Every replica's outcome and decision counts, as the guard reads them (no HTTP endpoint
+    /// shows them yet). Holds no file open: embedded, they live in memory.
+    pub tallies: std::sync::Arc<dyn switchyard::tally::TallyStore>,
     /// Keeps the data folder alive for the test's duration.
     pub dir: std::sync::Arc<tempfile::TempDir>,
 }
@@ -66,12 +69,14 @@ pub async fn spawn_with(settings: Settings, dir: std::sync::Arc<tempfile::TempDi
         .expect("the application starts");
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
+    let tallies = app.state.tallies.clone();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
         client: Client::new(),
         settings,
         handle,
+        tallies,
         dir,
     }
 }

@@ -23,3 +23,5 @@ mod schedule;
 mod sessions;
 mod smoke;
 mod store_contract;
+mod tally;
+mod tally_contract;

@@ -417,6 +417,17 @@ async fn schedule_and_guard_problems_are_named_by_their_field_path() {
         );
     }
 
+    // A guard looks back no further than the deployment keeps counts (default an hour).
+    let long = problems(json!({"key": "bad", "guard": {"window_seconds": 7200}})).await;
+    assert_eq!(long.len(), 1);
+    assert_eq!(long[0].0, "guard.window_seconds");
+    assert!(
+        long[0].1.starts_with(
+            "must be at most 3600: login outcomes are kept for guards.max_window_seconds"
+        ),
+        "{long:?}"
+    );
+
     // Rules across the schedule: at least one step, at most 100; `done` is the service's.
     let many: Vec<Value> = (0..101)
         .map(|i| json!({"at": format!("2030-01-01T00:{:02}:{:02}Z", i / 60, i % 60), "percentage": 1}))

@@ -43,6 +43,9 @@ async fn redis_on(url: String, cluster: bool, servers: Box<dyn std::any::Any>) -
             path: dir.path().join("last-known.json"),
             timeout: Duration::from_secs(2),
             tls_ca: None,
+            tally_retention: switchyard::tally::Retention::for_windows_of(Duration::from_secs(
+                3600,
+            )),
         },
         Arc::new(Metrics::new()),
     )

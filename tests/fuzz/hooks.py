@@ -22,6 +22,8 @@ RULES_NO_SCHEMA_CAN_STATE = [
     (r"schedule\.steps\[\d+\]\.at", r"must be later than steps\[\d+\]\.at "),
     # `done` only once every step is behind the schedule (the service's progress).
     (r"schedule\.state", r'cannot be "done" with \d+ of \d+ steps pending'),
+    # A guard window within what this deployment keeps counts for (guards.max_window_seconds).
+    (r"guard\.window_seconds", r"must be at most \d+: login outcomes are kept for guards\.max_window_seconds"),
     # A schedule patch without steps, on a rollout that has no schedule to merge it into.
     (r"schedule\.steps", r"required$"),
 ]

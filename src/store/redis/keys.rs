@@ -19,10 +19,18 @@
 //! | `{p}:retired`                       | hash   | deleted key → `<delete version>:<its epoch>` |
 //! | `{p}:events`                        | stream | one entry per change: `kind`, `key`, `user`  |
 //! | `{p}:restore-lock`                  | string | held by the replica restoring an empty Redis |
+//! | `{p}:tally:<key>:<start>`           | hash   | counts of one rollout in the 10-second bucket|
+//! |                                     |        | starting at Unix time `<start>`, summed over |
+//! |                                     |        | every replica (`Counter::field` → count);    |
+//! |                                     |        | expires after the retention                  |
+//!
+//! The tally keys are not part of the dataset: they are not in the last-known copy, a dump
+//! or a restore (a Redis that lost them only makes the guard wait for fresh counts).
 //!
 //! This module only names keys and encodes values; it must not talk to Redis.
 
 use crate::store::Retired;
+use crate::tally::Bucket;
 
 /// Key names, all under the hash tag `{prefix}`.
 pub(super) struct Keys {
@@ -61,6 +69,9 @@ impl Keys {
     }
     pub(super) fn restore_lock(&self) -> String {
         format!("{}:restore-lock", self.tag)
+    }
+    pub(super) fn tally(&self, key: &str, bucket: Bucket) -> String {
+        format!("{}:tally:{key}:{}", self.tag, bucket.start_seconds())
     }
 }
 

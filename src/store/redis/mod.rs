@@ -29,7 +29,8 @@
 //! - `snapshot`: the whole dataset read out of Redis, and written back into an empty one;
 //! - `follower`: the background task that follows the change stream, resyncs and restores;
 //! - `last_known`: the last-known copy on disk (read at open, saved when it changed);
-//! - `operations`: the `RolloutStore` operations themselves.
+//! - `operations`: the `RolloutStore` operations themselves;
+//! - `tally`: the `TallyStore` of outcome and decision counts (shared 10-second buckets).
 //!
 //! This module must not validate rules or know about HTTP; it tells a `ChangeListener`.
 
@@ -40,6 +41,7 @@ mod last_known;
 mod operations;
 mod scripts;
 mod snapshot;
+mod tally;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex as StdMutex};
@@ -50,6 +52,7 @@ use tokio::sync::Notify;
 use super::dataset::Dataset;
 use super::StoreError;
 use crate::metrics::Metrics;
+use crate::tally::Retention;
 use connection::Conn;
 use keys::Keys;
 
@@ -68,6 +71,8 @@ pub struct RedisOptions {
     pub timeout: Duration,
     /// PEM of a private CA for `rediss://` (none: the system's roots).
     pub tls_ca: Option<Vec<u8>>,
+    /// How long outcome and decision counts are kept (see `tally`).
+    pub tally_retention: Retention,
 }
 
 struct Inner {
