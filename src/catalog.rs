@@ -14,16 +14,20 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 
 use crate::metrics::{Metrics, RolloutCounters};
+use crate::minute_counts::MinuteCounts;
 use crate::rules::{compile, CompiledRollout, Rollout, ValidationErrors};
 use crate::store::{ChangeListener, Loaded, UserKeyHash};
 
 /// One rollout as deciders see it: the stored form (for the admin API), the compiled form
-/// (for evaluation) and its pre-resolved counters.
+/// (for evaluation), its pre-resolved counters and its counts of the last hour.
 pub struct LiveRollout {
     pub rollout: Rollout,
     pub compiled: CompiledRollout,
     pub counters: RolloutCounters,
     pub enrollments: Arc<EnrollmentSet>,
+    /// Decisions and login outcomes per minute on this replica, shared by all versions of the
+    /// rollout (`GET /v1/rollouts/{key}/stats`).
+    pub minutes: Arc<MinuteCounts>,
 }
 
 /// The users of one rollout who signed up through Stytch, as 128-bit hashes of their user
@@ -140,6 +144,8 @@ pub struct Catalog {
     rollouts: ArcSwap<Snapshot>,
     /// Enrollment sets outlive rollout versions: they are keyed by rollout key alone.
     enrollments: Mutex<HashMap<Box<str>, Arc<EnrollmentSet>>>,
+    /// So do the per-minute counts.
+    minutes: Mutex<HashMap<Box<str>, Arc<MinuteCounts>>>,
     /// Serialises writers (installs are rare); readers never take it.
     writer: Mutex<()>,
     /// Rules have been loaded at least once (`/readyz`).
@@ -152,6 +158,7 @@ impl Catalog {
         Catalog {
             rollouts: ArcSwap::from_pointee(HashMap::new()),
             enrollments: Mutex::new(HashMap::new()),
+            minutes: Mutex::new(HashMap::new()),
             writer: Mutex::new(()),
             ready: AtomicBool::new(false),
             metrics,
@@ -206,6 +213,7 @@ impl Catalog {
                 Arc::new(LiveRollout {
                     counters: self.metrics.rollout_counters(&key, &compiled.rule_ids()),
                     enrollments: enrollments.clone(),
+                    minutes: self.minute_counts(&key),
                     compiled,
                     rollout,
                 }),
@@ -214,6 +222,10 @@ impl Catalog {
         for gone in previous.keys().filter(|k| !next.contains_key(*k)) {
             self.metrics.forget_rollout(gone);
         }
+        self.minutes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|key, _| next.contains_key(key));
         {
             let mut all = self.enrollments.lock().unwrap_or_else(|e| e.into_inner());
             all.clear();
@@ -246,6 +258,11 @@ impl Catalog {
         sets.entry(key.into()).or_default().clone()
     }
 
+    fn minute_counts(&self, key: &str) -> Arc<MinuteCounts> {
+        let mut all = self.minutes.lock().unwrap_or_else(|e| e.into_inner());
+        all.entry(key.into()).or_default().clone()
+    }
+
     /// Compiles and installs a rollout version unless a newer one is installed already.
     /// Returns whether it was installed.
     pub fn install(&self, rollout: Rollout) -> Result<bool, ValidationErrors> {
@@ -261,6 +278,7 @@ impl Catalog {
         let live = Arc::new(LiveRollout {
             counters: self.metrics.rollout_counters(&key, &compiled.rule_ids()),
             enrollments: self.enrollment_set(&key),
+            minutes: self.minute_counts(&key),
             compiled,
             rollout,
         });
@@ -294,6 +312,10 @@ impl Catalog {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(key);
+        self.minutes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
         self.metrics.forget_rollout(key);
         true
     }
@@ -317,6 +339,7 @@ impl Catalog {
                     compiled: live.compiled.clone(),
                     counters: live.counters.clone(),
                     enrollments: set,
+                    minutes: live.minutes.clone(),
                 }),
             );
             self.rollouts.store(Arc::new(next));

@@ -8,6 +8,7 @@ pub mod decider;
 pub mod geo;
 pub mod http;
 pub mod metrics;
+pub mod minute_counts;
 pub mod rules;
 pub mod sessions;
 pub mod startup;
