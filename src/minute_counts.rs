@@ -145,8 +145,7 @@ impl MinuteCounts {
             } else {
                 stamp | 1
             };
-            match cell.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
+            match cell.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => return,
                 Err(seen) => current = seen,
             }
@@ -224,7 +223,9 @@ mod tests {
         assert!(hour.windows(2).all(|w| w[1].0 .0 == w[0].0 .0 + 1));
         assert_eq!(hour[0].1.get(Counted::Decision(Legacy)), 1);
         assert_eq!(hour[59].1.get(Counted::Decision(Legacy)), 1);
-        assert!(hour[1..59].iter().all(|(_, t)| *t == MinuteTally::default()));
+        assert!(hour[1..59]
+            .iter()
+            .all(|(_, t)| *t == MinuteTally::default()));
     }
 
     #[test]

@@ -93,7 +93,10 @@ mod tests {
         let html = PAGE.body;
         assert!(!html.contains("<style"), "no inline style");
         let attribute = regex::Regex::new(r#"\s(style|on[a-z]+)\s*="#).unwrap();
-        assert!(!attribute.is_match(html), "no style or event handler attribute");
+        assert!(
+            !attribute.is_match(html),
+            "no style or event handler attribute"
+        );
         let scripts: Vec<&str> = html.split("<script").skip(1).collect();
         assert_eq!(scripts.len(), 1, "one script");
         assert!(scripts[0].starts_with(" type=\"module\" src=\"/admin/app.js\"></script>"));
@@ -115,7 +118,13 @@ mod tests {
     #[test]
     fn the_script_never_writes_html() {
         let js = ASSETS[0].body;
-        for sink in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("] {
+        for sink in [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "eval(",
+        ] {
             assert!(!js.contains(sink), "app.js uses {sink}");
         }
     }

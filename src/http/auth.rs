@@ -91,7 +91,10 @@ impl Tokens {
         let entry = self.find(presented).ok_or(ApiError::Unauthorized)?;
         Ok(Identified {
             name: entry.name.clone(),
-            scopes: Scope::ALL.into_iter().filter(|s| entry.allows(*s)).collect(),
+            scopes: Scope::ALL
+                .into_iter()
+                .filter(|s| entry.allows(*s))
+                .collect(),
         })
     }
 

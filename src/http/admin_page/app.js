@@ -332,7 +332,7 @@ function ruleDiff(from, to) {
 function changeList(changes, created = false) {
   return h(
     'ul',
-    { class: 'changes' },
+    { class: created ? 'changes created' : 'changes' },
     (changes || []).map((change) => {
       const label = FIELD_LABELS[change.field] || change.field;
       if (change.field === 'rules') {
@@ -1317,7 +1317,7 @@ function decisionResult(answer) {
 // Charts: SVG drawn here (two small line charts do not need a library).
 
 const W = 520;
-const H = 200;
+const H = 180;
 const PAD = { left: 42, right: 12, top: 12, bottom: 26 };
 
 function niceMax(max) {
@@ -1438,7 +1438,8 @@ function successChart(minutes) {
   };
   const seen = [...stytch, ...legacy].filter((v) => v !== null);
   const low = seen.length ? Math.min(...seen) : 0;
-  const min = Math.max(0, Math.floor((low - 1) / 10) * 10);
+  // The lowest of these below every rate, so that the four steps up to 100 % are whole.
+  const min = [96, 92, 80, 60, 0].find((m) => m < low) ?? 0;
   return h(
     'div',
     { class: 'chart', data: { test: 'success-chart' } },
