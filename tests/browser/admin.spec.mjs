@@ -58,9 +58,11 @@ function watch(page, who) {
   });
   page.on('pageerror', (error) => problems.push(`${who}: page error: ${error.message}`));
   page.on('console', (message) => {
-    // Chromium logs every 4xx answer; the 412 and the 422 provoked below are expected.
-    const expected = /^Failed to load resource: the server responded with a status of (412|422) /;
-    if (message.type() === 'error' && !expected.test(message.text())) {
+    // Chromium logs every 4xx answer: the 412 and the 422 provoked below are expected, and the
+    // 404 of the guard view, which this build does not have yet.
+    const status = message.text().match(/^Failed to load resource: the server responded with a status of (\d+) /)?.[1];
+    const expected = status === '412' || status === '422' || (status === '404' && /\/guard$/.test(message.location().url));
+    if (message.type() === 'error' && !expected) {
       problems.push(`${who}: console error: ${message.text()}`);
     }
   });
@@ -279,6 +281,66 @@ try {
     const created = await api('GET', '/v1/rollouts/web-login', READER);
     assert.equal(created.body.description, XSS);
     assert.equal(created.body.updated_by, 'ops');
+  });
+
+  // The schedule and guard members (SPEC §9) and GET /v1/rollouts/{key}/guard come with issue
+  // 13, which this build does not have yet: until then their answers are completed here with
+  // page.route, in SPEC §9's shapes, to check what the page shows of them. Everything else
+  // on the page stays real.
+  await step('schedule steps (applied / next / pending) and the guard view render SPEC §9 shapes', async () => {
+    const hour = 3_600_000;
+    const schedule = {
+      state: 'active',
+      steps: [
+        { at: new Date(Date.now() - 2 * hour).toISOString(), percentage: 5 },
+        { at: new Date(Date.now() - hour).toISOString(), percentage: 30 },
+        { at: new Date(Date.now() + 20 * hour).toISOString(), percentage: 50 },
+        { at: new Date(Date.now() + 44 * hour).toISOString(), percentage: 100 },
+      ],
+      applied_steps: 2,
+    };
+    const guard = { enabled: true, window_seconds: 600, min_attempts: 200, max_failure_rate_increase: 2.0, confidence: 0.95, action: 'kill' };
+    const withMembers = (rollout) => (rollout.key === 'stytch-login' ? { ...rollout, schedule, guard } : rollout);
+    await page.route(/\/v1\/rollouts(\/stytch-login)?$/, async (route) => {
+      const response = await route.fetch();
+      const body = await response.json();
+      const json = body.rollouts ? { rollouts: body.rollouts.map(withMembers) } : withMembers(body);
+      await route.fulfill({ response, json });
+    });
+    await page.goto(`${URL}/admin#/rollouts/stytch-login`);
+    const steps = page.locator('[data-test=schedule-steps] tbody tr');
+    await steps.first().waitFor({ timeout: TIMEOUT });
+    const states = await steps.locator('td:last-child').allInnerTexts();
+    assert.deepEqual(states, ['applied', 'applied', 'next', 'pending']);
+    // This build answers 404 for the guard view: only the guard's settings show.
+    await page.getByText('Trips when').waitFor({ timeout: TIMEOUT });
+    await page.locator('[data-test=guard-view]').waitFor({ state: 'hidden', timeout: TIMEOUT });
+
+    await page.route(/\/v1\/rollouts\/stytch-login\/guard$/, (route) =>
+      route.fulfill({
+        json: {
+          state: 'watching',
+          stytch: { attempts: 412, failures: 9, failure_rate_percent: 2.18 },
+          legacy: { attempts: 1630, failures: 31, failure_rate_percent: 1.9 },
+          increase_lower_bound_points: -1.02,
+          max_failure_rate_increase: 2.0,
+          confidence: 0.95,
+          evaluated_at: new Date(Date.now() - 4000).toISOString(),
+        },
+      }),
+    );
+    await page.reload();
+    const view = page.locator('[data-test=guard-view]');
+    await view.locator('table').waitFor({ timeout: TIMEOUT });
+    const text = (await view.innerText()).replace(/\s+/g, ' ');
+    assert.match(text, /watching/);
+    assert.match(text, /stytch 412 9 2\.18%/);
+    assert.match(text, /legacy 1,630 31 1\.9%/);
+    assert.match(text, /Lower bound of the increase: -1\.02 points \(trips above 2\)/);
+    await page.screenshot({ path: `${SCREENSHOTS}/schedule-and-guard.png`, fullPage: true });
+    await page.goto(`${URL}/admin#/`);
+    assert.match(await page.locator('tr[data-rollout="stytch-login"]').innerText(), /active[\s\S]*2\/4 steps/);
+    await page.unrouteAll();
   });
 
   const reader = await browser.newContext({ viewport: { width: 1360, height: 900 } });

@@ -70,6 +70,7 @@ function replace(el, ...children) {
 // Formatting
 
 const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+const dateMinute = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
 const clock = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
 const number = new Intl.NumberFormat();
 
@@ -423,6 +424,9 @@ function guardSummary(guard) {
 
 function newView() {
   stopPolling();
+  // A dialog belongs to the view that opened it.
+  for (const dialog of document.querySelectorAll('dialog')) dialog.remove();
+  dialogOpen = false;
   viewSeq += 1;
   return viewSeq;
 }
@@ -1050,7 +1054,7 @@ class RolloutView {
                 'tr',
                 {},
                 h('td', { class: 'num faint', text: String(i + 1) }),
-                h('td', { title: fullTime(step.at) }, h('div', { text: fullTime(step.at) }), h('div', { class: 'hint' }, when(step.at))),
+                h('td', { title: fullTime(step.at) }, h('div', { text: dateMinute.format(new Date(step.at)) }), h('div', { class: 'hint' }, when(step.at))),
                 h('td', { class: 'num', text: pct(step.percentage) }),
                 h('td', { class: `step-state ${done ? 'applied' : 'pending'}`, text: label }),
               );
