@@ -1237,7 +1237,7 @@ class RolloutView {
       h('p', {
         text:
           to > seen.percentage
-            ? `About ${pct(to - seen.percentage)} more of the users go to Stytch. Nobody already on Stytch moves back.`
+            ? `About ${pct(to - seen.percentage)} of all users move from legacy to Stytch. Nobody already on Stytch moves back.`
             : `Fewer new devices go to Stytch. Devices that already met Stytch stay there (sticky cookies); only the kill switch moves everyone back.`,
       }),
       seen.schedule?.state === 'active' ? h('p', { class: 'notice', text: 'This pauses the active schedule, so its next step cannot undo your change.' }) : null,
@@ -1468,15 +1468,17 @@ function successChart(minutes) {
 
 async function start() {
   const token = sessionStorage.getItem(TOKEN_KEY);
+  window.addEventListener('hashchange', route);
   if (token) {
     try {
       await signIn(token);
-    } catch {
-      sessionStorage.removeItem(TOKEN_KEY);
+    } catch (error) {
       session = null;
+      // A service that did not answer has not refused the token: keep it for a reload.
+      if (error.status === 0) return showSignIn(`${error.message} Reload the page to try again.`);
+      sessionStorage.removeItem(TOKEN_KEY);
     }
   }
-  window.addEventListener('hashchange', route);
   route();
 }
 
