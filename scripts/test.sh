@@ -7,8 +7,9 @@
 # target/tools), wrk, valgrind — then runs every unit, integration and doc test, the criterion benches
 # once each in test mode, the chaos test (ignored by default), schemathesis against the OpenAPI
 # document (tests/fuzz/schemathesis.sh), the real OpenFeature SDKs against the service
-# (tests/clients/run.sh; node, npm and python3 must be on the machine), and a smoke run of the
-# load benchmark (bench/load.sh) on debug builds.
+# (tests/clients/run.sh; node, npm and python3 must be on the machine), the admin page in Debian's
+# chromium through playwright-core (tests/browser/run.sh), and a smoke run of the load benchmark
+# (bench/load.sh) on debug builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -67,6 +68,14 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     || { as_root apt-get update >/dev/null && as_root apt-get install -y nodejs npm >/dev/null; }
 fi
 
+# Debian's chromium for the admin page's browser test (tests/browser/run.sh drives it headless
+# through playwright-core, which cannot download a browser here).
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "== installing chromium"
+  as_root apt-get install -y chromium >/dev/null 2>&1 \
+    || { as_root apt-get update >/dev/null && as_root apt-get install -y chromium >/dev/null; }
+fi
+
 echo "== cargo test (unit, integration, doc, benches in test mode)"
 cargo test --all-targets --no-fail-fast
 cargo test --doc
@@ -91,6 +100,12 @@ echo "schemathesis passed (report in target/schemathesis.txt)"
 # target/clients (pinned; again only when the pins change), about 5 s warm, 20 s with installs.
 echo "== OpenFeature clients (tests/clients/run.sh)"
 tests/clients/run.sh
+
+# The admin page (SPEC §12) in a real browser: Debian's chromium, headless, driven by
+# playwright-core (pinned by tests/browser/package-lock.json, installed into target/browser)
+# against the debug binary; screenshots in target/screenshots. About 15 s.
+echo "== admin page in chromium (tests/browser/run.sh)"
+tests/browser/run.sh
 
 # The load benchmark, every step with 1-second runs on the debug binaries just built, so that it
 # cannot rot (it fails on any non-2xx answer or a wrong enrollment count; speed is not judged).

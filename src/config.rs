@@ -237,7 +237,8 @@ impl Default for LogSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct GuardSettings {
     /// The longest guard window: login outcome and decision counts are kept this long (and a
-    /// minute more), so a guard can look back this far.
+    /// minute more), so a guard can look back this far — and never less than the hour the
+    /// admin page charts (`GET /v1/rollouts/{key}/stats`).
     pub max_window_seconds: u64,
 }
 
@@ -250,10 +251,10 @@ impl Default for GuardSettings {
 }
 
 impl GuardSettings {
-    /// How long the counts guards read are kept.
+    /// How long the counts guards and the admin page's charts read are kept.
     pub fn tally_retention(&self) -> crate::tally::Retention {
         crate::tally::Retention::for_windows_of(std::time::Duration::from_secs(
-            self.max_window_seconds,
+            self.max_window_seconds.max(crate::tally::STATS_SECONDS),
         ))
     }
 }

@@ -3,6 +3,10 @@
 //!
 //! Everything here runs from memory: it must never await, touch the store or take a lock a
 //! writer holds. Cookie values, tokens and user keys are never logged.
+//!
+//! A decision is counted here and only here (metrics and the per-minute counts); a *trial*
+//! (the admin page's "try a decision", `POST /v1/rollouts/{key}/evaluate`) is the very same
+//! evaluation with nothing counted.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -97,6 +101,14 @@ impl Decided {
     }
 }
 
+/// Whether a decision counts: a real one is counted in the metrics (decisions, rule matches,
+/// rejected cookies, duration) and the per-minute counts; a trial is counted nowhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counting {
+    Counted,
+    Trial,
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecideError {
     #[error("rollout '{0}' does not exist")]
@@ -132,13 +144,30 @@ impl Decider {
 
     /// Decides `input.rollout` for one request.
     pub fn decide<J: CookieJar>(&self, input: &DecideInput<'_, J>) -> Result<Decided, DecideError> {
+        self.decide_one(input, Counting::Counted)
+    }
+
+    /// What [`Decider::decide`] would answer for `input`, counted nowhere: for people trying
+    /// the rules out, whose trials are not traffic.
+    pub fn decide_trial<J: CookieJar>(
+        &self,
+        input: &DecideInput<'_, J>,
+    ) -> Result<Decided, DecideError> {
+        self.decide_one(input, Counting::Trial)
+    }
+
+    fn decide_one<J: CookieJar>(
+        &self,
+        input: &DecideInput<'_, J>,
+        counting: Counting,
+    ) -> Result<Decided, DecideError> {
         let started = Instant::now();
         let (user_key, device_id) = keys_of(input)?;
         let live = self
             .catalog
             .get(input.rollout)
             .ok_or_else(|| DecideError::UnknownRollout(input.rollout.to_string()))?;
-        Ok(self.decide_live(live, input, user_key, device_id, started))
+        Ok(self.decide_live(live, input, user_key, device_id, started, counting))
     }
 
     /// Decides every rollout for one request (`input.rollout` is not read), sorted by key:
@@ -152,7 +181,16 @@ impl Decider {
             .catalog
             .all()
             .into_iter()
-            .map(|live| self.decide_live(live, input, user_key, device_id, Instant::now()))
+            .map(|live| {
+                self.decide_live(
+                    live,
+                    input,
+                    user_key,
+                    device_id,
+                    Instant::now(),
+                    Counting::Counted,
+                )
+            })
             .collect())
     }
 
@@ -163,8 +201,10 @@ impl Decider {
         user_key: Option<&str>,
         device_id: Option<&str>,
         started: Instant,
+        counting: Counting,
     ) -> Decided {
         let rollout = &live.compiled;
+        let counted = counting == Counting::Counted;
 
         let location = if rollout.needs_location {
             locate(&self.geo, input.ip, input.country)
@@ -175,14 +215,22 @@ impl Decider {
             let now = unix_now();
             self.signer
                 .verify_override(value, &rollout.key, rollout.epoch, now)
-                .map_err(|why| live.counters.rejected(why).inc())
+                .map_err(|why| {
+                    if counted {
+                        live.counters.rejected(why).inc();
+                    }
+                })
                 .ok()
         });
         let sticky = rollout.sticky.as_ref().and_then(|policy| {
             let value = input.cookies.cookie(&policy.cookie_name)?;
             self.signer
                 .verify_sticky(value, &rollout.key, rollout.epoch)
-                .map_err(|why| live.counters.rejected(why).inc())
+                .map_err(|why| {
+                    if counted {
+                        live.counters.rejected(why).inc();
+                    }
+                })
                 .ok()
         });
         let subject = Subject {
@@ -207,14 +255,16 @@ impl Decider {
         let session_source = self.classifier.classify(input.session_token);
         let session_action = action_for(decision.flow, session_source, rollout.legacy_sessions);
 
-        live.counters.decision(decision.flow, decision.reason).inc();
-        live.tally.count(Counter::decision(decision.flow));
-        if let Some(rule) = decision.rule_index.and_then(|i| live.counters.rule(i)) {
-            rule.inc();
+        if counted {
+            live.counters.decision(decision.flow, decision.reason).inc();
+            live.tally.count(Counter::decision(decision.flow));
+            if let Some(rule) = decision.rule_index.and_then(|i| live.counters.rule(i)) {
+                rule.inc();
+            }
+            self.metrics
+                .decision_duration
+                .observe(started.elapsed().as_secs_f64());
         }
-        self.metrics
-            .decision_duration
-            .observe(started.elapsed().as_secs_f64());
         Decided {
             flow: decision.flow,
             reason: decision.reason,

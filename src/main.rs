@@ -180,14 +180,20 @@ async fn main() -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         app.store_description
     );
-    if let Some(generated) = &app.generated_admin_token {
-        let path = generated.path.display();
-        println!("No admin token is configured: a generated one (all scopes) is in {path} (readable only by you).");
-        println!("Try:");
-        println!("  curl -s {base}/v1/rollouts -H \"Authorization: Bearer $(cat {path})\"");
-        println!(
+    match &app.generated_admin_token {
+        None => println!(
+            "Admin page: {base}/admin (sign in with a token that has the read or admin scope)"
+        ),
+        Some(generated) => {
+            let path = generated.path.display();
+            println!("No admin token is configured: a generated one (all scopes) is in {path} (readable only by you).");
+            println!("Admin page: {base}/admin (sign in with the token in {path})");
+            println!("Try:");
+            println!("  curl -s {base}/v1/rollouts -H \"Authorization: Bearer $(cat {path})\"");
+            println!(
             "  curl -s -X POST {base}/v1/decide -H \"Authorization: Bearer $(cat {path})\" \\\n    -H 'Content-Type: application/json' -d '{{\"rollout\":\"stytch-login\",\"user_key\":\"alice@example.com\"}}'"
         );
+        }
     }
     match app.run_until_stopped().await {
         Ok(()) => ExitCode::SUCCESS,

@@ -82,6 +82,22 @@ impl Tokens {
         found
     }
 
+    /// The name and the scopes (`read` included when `admin` implies it) of the token a request
+    /// presents as a bearer token, whatever they are.
+    pub fn identify(&self, req: &HttpRequest) -> Result<Identified, ApiError> {
+        let presented = Bearer::presented(req)
+            .filter(|t| !t.is_empty())
+            .ok_or(ApiError::Unauthorized)?;
+        let entry = self.find(presented).ok_or(ApiError::Unauthorized)?;
+        Ok(Identified {
+            name: entry.name.clone(),
+            scopes: Scope::ALL
+                .into_iter()
+                .filter(|s| entry.allows(*s))
+                .collect(),
+        })
+    }
+
     /// The actor name of the token a request presents (read where `C` says) if it has `scope`.
     pub fn authorize<C: Credential>(
         &self,
@@ -156,6 +172,24 @@ scopes! {
     AdminScope => Admin,
 }
 
+/// A request's bearer token, known whatever its scopes: its name and what it may do.
+pub struct Identified {
+    pub name: Arc<str>,
+    pub scopes: Vec<Scope>,
+}
+
+impl FromRequest for Identified {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(match req.app_data::<web::Data<AppState>>() {
+            Some(state) => state.tokens.identify(req),
+            None => Err(ApiError::Unauthorized),
+        })
+    }
+}
+
 /// Proof that the request carries a token with scope `S`, presented as `C` says.
 pub struct Authorized<S, C = Bearer> {
     pub actor: Arc<str>,
@@ -215,6 +249,23 @@ mod tests {
         ] {
             assert_eq!(name(wrong), None, "{wrong:?} must not match");
         }
+    }
+
+    #[test]
+    fn a_token_is_identified_with_its_scopes_and_admin_implies_read() {
+        let tokens = tokens();
+        let identify = |value: &str| {
+            let req = actix_web::test::TestRequest::default()
+                .insert_header((header::AUTHORIZATION, format!("Bearer {value}")))
+                .to_http_request();
+            tokens.identify(&req)
+        };
+        let admin = identify("admin-token-0123456789abcdef").unwrap();
+        assert_eq!(&*admin.name, "ops");
+        assert_eq!(admin.scopes, vec![Scope::Read, Scope::Admin]);
+        let app = identify("decide-token-0123456789abcdef").unwrap();
+        assert_eq!(app.scopes, vec![Scope::Decide]);
+        assert!(matches!(identify("nope"), Err(ApiError::Unauthorized)));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::auth::{Authorized, DecideScope};
 use super::body::{parse, JsonBytes};
 use super::error::ApiError;
 use super::AppState;
-use crate::decider::{CookieJar, DecideInput};
+use crate::decider::{CookieJar, DecideInput, Decided};
 
 /// A string of the request body: borrowed from it unless it had escapes to undo. (serde
 /// borrows a `Cow<str>` only as a direct field marked `borrow`, not inside an `Option` or a
@@ -293,6 +293,12 @@ pub async fn decide(
     }
     .check(&FieldNames::DECIDE)?;
     let decided = state.decider.decide(&input)?;
+    Ok(answer(&decided))
+}
+
+/// The answer of SPEC §4 for a decision: what `POST /v1/decide` writes (and the admin page's
+/// trials, `super::evaluate`, the very same bytes).
+pub fn answer(decided: &Decided) -> HttpResponse {
     let response = DecideResponse {
         rollout: &decided.live.rollout.key,
         flow: decided.flow.as_str(),
@@ -310,9 +316,9 @@ pub async fn decide(
             action: decided.session_action.as_str(),
         },
     };
-    Ok(HttpResponse::Ok()
+    HttpResponse::Ok()
         .insert_header(actix_web::http::header::ContentType::json())
-        .body(response.to_json()))
+        .body(response.to_json())
 }
 
 #[cfg(test)]

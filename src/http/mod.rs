@@ -2,17 +2,21 @@
 //! thin handlers, one error type. Handlers must not hold business logic: they extract, call
 //! the decider or the admin service once, and shape the answer.
 
+pub mod admin_page;
 pub mod auth;
 pub mod body;
 pub mod decide;
 pub mod enrollments;
 pub mod error;
+pub mod evaluate;
 pub mod ofrep;
 pub mod ops;
 pub mod outcomes;
 pub mod path;
 pub mod query;
 pub mod rollouts;
+pub mod stats;
+pub mod token_info;
 
 use std::sync::Arc;
 
@@ -122,7 +126,7 @@ fn resource<const N: usize>(pattern: &'static str, routes: [(Method, Route); N])
         .route(options)
 }
 
-/// The routing table of SPEC §4 and §10.
+/// The routing table of SPEC §4, §10 and §12.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     use Method as M;
     cfg.app_data(
@@ -162,6 +166,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         [on(M::POST, rollouts::rollback)],
     ))
     .service(resource(
+        "/v1/rollouts/{key}/evaluate",
+        [on(M::POST, evaluate::evaluate)],
+    ))
+    .service(resource(
+        "/v1/rollouts/{key}/stats",
+        [on(M::GET, stats::stats)],
+    ))
+    .service(resource(
         "/v1/rollouts/{key}/override-cookies",
         [on(M::POST, rollouts::override_cookie)],
     ))
@@ -178,6 +190,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     ))
     .service(resource("/v1/audit", [on(M::GET, rollouts::audit)]))
     .service(resource("/v1/outcomes", [on(M::POST, outcomes::report)]))
+    .service(resource("/v1/token", [on(M::GET, token_info::describe)]))
+    .service(resource("/admin", [on(M::GET, admin_page::page)]))
+    .service(resource("/admin/{file}", [on(M::GET, admin_page::asset)]))
     .service(resource("/healthz", [on(M::GET, ops::healthz)]))
     .service(resource("/readyz", [on(M::GET, ops::readyz)]))
     .service(resource("/metrics", [on(M::GET, ops::metrics)]))

@@ -57,18 +57,23 @@ mod tests {
         ("/v1/rollouts/{key}", "delete"),
         ("/v1/rollouts/{key}/history", "get"),
         ("/v1/rollouts/{key}/rollback", "post"),
+        ("/v1/rollouts/{key}/evaluate", "post"),
+        ("/v1/rollouts/{key}/stats", "get"),
         ("/v1/rollouts/{key}/override-cookies", "post"),
         ("/v1/rollouts/{key}/enrollments", "get"),
         ("/v1/rollouts/{key}/enrollments/{user_key}", "put"),
         ("/v1/rollouts/{key}/enrollments/{user_key}", "delete"),
         ("/v1/audit", "get"),
         ("/v1/outcomes", "post"),
+        ("/v1/token", "get"),
         ("/ofrep/v1/evaluate/flags/{key}", "post"),
         ("/ofrep/v1/evaluate/flags", "post"),
         ("/healthz", "get"),
         ("/readyz", "get"),
         ("/metrics", "get"),
         ("/openapi.json", "get"),
+        ("/admin", "get"),
+        ("/admin/{file}", "get"),
     ];
 
     const METHODS: &[&str] = &[
@@ -120,6 +125,18 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The admin page's files are the ones the document lists.
+    #[test]
+    fn documents_the_admin_page_files() {
+        let doc = document();
+        let listed = &doc["paths"]["/admin/{file}"]["get"]["parameters"][0]["schema"]["enum"];
+        let served: Vec<&str> = crate::http::admin_page::ASSETS
+            .iter()
+            .map(|a| a.name)
+            .collect();
+        assert_eq!(listed, &serde_json::json!(served));
     }
 
     /// The formats the document states as patterns are the service's own

@@ -171,6 +171,10 @@ impl FromIterator<Tally> for Tally {
 /// The length of a bucket.
 pub const BUCKET_SECONDS: u64 = 10;
 
+/// The span of `GET /v1/rollouts/{key}/stats`: the last hour, minute by minute. Counts are
+/// kept at least this long whatever the longest guard window.
+pub const STATS_SECONDS: u64 = 3600;
+
 /// Ten seconds of time: the `n`th bucket holds Unix times `10n ≤ t < 10(n + 1)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Bucket(u64);

@@ -68,7 +68,7 @@ async fn a_path_segment_that_is_not_utf8_is_400_naming_it_and_nothing_is_stored(
 }
 
 /// Every GET route, with a token that may read it.
-const GET_ROUTES: [(&str, Option<&str>); 9] = [
+const GET_ROUTES: [(&str, Option<&str>); 14] = [
     ("/healthz", None),
     ("/readyz", None),
     ("/metrics", None),
@@ -78,6 +78,11 @@ const GET_ROUTES: [(&str, Option<&str>); 9] = [
     ("/v1/rollouts/stytch-login/history", Some(READ_TOKEN)),
     ("/v1/rollouts/stytch-login/enrollments", Some(BACKEND_TOKEN)),
     ("/v1/audit", Some(READ_TOKEN)),
+    ("/v1/rollouts/stytch-login/stats", Some(READ_TOKEN)),
+    ("/v1/token", Some(READ_TOKEN)),
+    ("/admin", None),
+    ("/admin/app.js", None),
+    ("/admin/app.css", None),
 ];
 
 #[tokio::test]
@@ -117,7 +122,7 @@ async fn every_get_route_answers_head_with_the_status_and_headers_of_get_and_no_
 }
 
 /// Each path's methods as `Allow` lists them, and a method it does not take.
-const ALLOWED: [(&str, &str, Method); 11] = [
+const ALLOWED: [(&str, &str, Method); 15] = [
     ("/v1/decide", "POST, OPTIONS", Method::GET),
     ("/v1/rollouts", "GET, HEAD, POST, OPTIONS", Method::DELETE),
     (
@@ -149,6 +154,18 @@ const ALLOWED: [(&str, &str, Method); 11] = [
     ("/ofrep/v1/evaluate/flags", "POST, OPTIONS", Method::PUT),
     ("/healthz", "GET, HEAD, OPTIONS", Method::POST),
     ("/metrics", "GET, HEAD, OPTIONS", Method::DELETE),
+    (
+        "/v1/rollouts/stytch-login/evaluate",
+        "POST, OPTIONS",
+        Method::GET,
+    ),
+    (
+        "/v1/rollouts/stytch-login/stats",
+        "GET, HEAD, OPTIONS",
+        Method::POST,
+    ),
+    ("/admin", "GET, HEAD, OPTIONS", Method::POST),
+    ("/admin/app.js", "GET, HEAD, OPTIONS", Method::PUT),
 ];
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! Black-box tests: the real application on a random port, spoken to over HTTP.
 
+mod admin_page;
 mod chaos;
 mod cli;
 mod cookies;

@@ -201,7 +201,7 @@ async fn http_requests_are_labelled_with_the_route_pattern_never_the_raw_path() 
         .filter(|s| s.name == "switchyard_http_requests_total")
     {
         let route = &sample.labels.iter().find(|(k, _)| k == "route").unwrap().1;
-        const ROUTES: [&str; 15] = [
+        const ROUTES: [&str; 20] = [
             "/v1/decide",
             "/v1/rollouts",
             "/v1/rollouts/{key}",
@@ -216,6 +216,11 @@ async fn http_requests_are_labelled_with_the_route_pattern_never_the_raw_path() 
             "/readyz",
             "/metrics",
             "/openapi.json",
+            "/v1/rollouts/{key}/evaluate",
+            "/v1/rollouts/{key}/stats",
+            "/v1/token",
+            "/admin",
+            "/admin/{file}",
             "unmatched",
         ];
         assert!(ROUTES.contains(&route.as_str()), "route label {route}");
