@@ -8,6 +8,10 @@
   gen.py first-visits N ROLLOUT       N first-visit bodies: no cookie, N distinct client addresses
   gen.py ofrep FILE                   the decide bodies of FILE as OFREP evaluation bodies (SPEC §10:
                                       `{"context": ...}`, user_key as targetingKey, no rollout)
+  gen.py forward-auth FILE            the decide bodies of FILE as forward-auth requests (SPEC §11): one
+                                      line of tab-separated `Name: value` headers each (X-User-Key,
+                                      X-Forwarded-For, X-Country, X-App-Platform, X-App-Version,
+                                      Authorization: Bearer, Cookie; bench/forward_auth.lua sends them)
   gen.py replay URL TOKEN FILE N      POST N bodies of FILE (cycling) to URL/v1/decide, one after
                                       another on one keep-alive connection; any non-200 fails
   gen.py rollouts URL TOKEN N         create N rollouts, each with a few rules and its own cookie
@@ -157,6 +161,33 @@ def ofrep(path):
             print(json.dumps({"context": context}, separators=(",", ":")))
 
 
+def forward_auth(path):
+    """Each decide body as the headers a proxy forwards: the user key in X-User-Key and the
+    country in X-Country (bench/load.sh configures forward_auth.user_key_header and
+    country_header so), the address in X-Forwarded-For (the load generator is on loopback, a
+    trusted proxy), the session token as a bearer token, the cookies in Cookie. A body with
+    only a device id and no cookie is a new device (forward-auth draws its id)."""
+    with open(path) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            body = json.loads(line)
+            headers = []
+            if "user_key" in body:
+                headers.append(("X-User-Key", body["user_key"]))
+            if "ip" in body:
+                headers.append(("X-Forwarded-For", body["ip"]))
+            if "country" in body:
+                headers.append(("X-Country", body["country"]))
+            headers.append(("X-App-Platform", body["platform"]))
+            headers.append(("X-App-Version", body["app_version"]))
+            if "session_token" in body:
+                headers.append(("Authorization", "Bearer " + body["session_token"]))
+            if body.get("cookies"):
+                headers.append(("Cookie", "; ".join(f"{k}={v}" for k, v in body["cookies"].items())))
+            print("\t".join(f"{k}: {v}" for k, v in headers))
+
+
 def first_visits(n, key):
     """First visits that end at the percentage step (SPEC §3 step 6): no sticky cookie and no
     forcing rule matches, so every answer mints and signs a new cookie — after all ten rules are
@@ -257,6 +288,8 @@ def main(argv):
         first_visits(int(args[0]), args[1])
     elif cmd == "ofrep":
         ofrep(args[0])
+    elif cmd == "forward-auth":
+        forward_auth(args[0])
     elif cmd == "replay":
         replay(args[0], args[1], args[2], int(args[3]))
     elif cmd == "rollouts":

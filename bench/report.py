@@ -85,6 +85,7 @@ def main(path, note=""):
     wrk = [f for k, f in rows if k == "wrk"]
     first = [f for k, f in rows if k == "wrk_first_visit"]
     ofrep = [f for k, f in rows if k == "wrk_ofrep"]
+    forward_auth = [f for k, f in rows if k == "wrk_forward_auth"]
     fixed = [f for k, f in rows if k == "fixed_rate"]
     stalls = [f for k, f in rows if k == "stalls"]
     instructions = [f for k, f in rows if k == "instructions"]
@@ -100,6 +101,10 @@ def main(path, note=""):
         print()
         throughput(ofrep, "OpenFeature single-flag evaluations (wrk: the returning visitors' bodies as OFREP "
                    "contexts, POST /ofrep/v1/evaluate/flags/{key})", "OFREP single flag:", 0.85)
+    if forward_auth:
+        print()
+        throughput(forward_auth, "Forward-auth (wrk: the returning visitors' inputs as the headers a proxy "
+                   "forwards, GET /v1/forward-auth/{rollout})", "Forward-auth:", 0.85)
     if instructions:
         print()
         print(f"### Instructions per request (valgrind --tool=callgrind, {instructions[0]['requests']} "

@@ -28,6 +28,7 @@ pub struct Metrics {
     pub login_outcomes: IntCounterVec,
     pub build_info: IntGaugeVec,
     pub rule_matches: IntCounterVec,
+    pub forward_auth_unknown_rollout: IntCounter,
 }
 
 /// Every store operation that can fail, so their error counters exist from the start.
@@ -210,6 +211,11 @@ impl Metrics {
             &["rollout", "rule"],
         )
         .expect("valid metric");
+        let forward_auth_unknown_rollout = IntCounter::new(
+            "switchyard_forward_auth_unknown_rollout_total",
+            "Forward-auth requests for a rollout that does not exist (answered legacy, reason unknown_rollout): a proxy configuration names the wrong rollout.",
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             opts(
                 "switchyard_build_info",
@@ -234,6 +240,7 @@ impl Metrics {
             Box::new(login_outcomes.clone()),
             Box::new(build_info.clone()),
             Box::new(rule_matches.clone()),
+            Box::new(forward_auth_unknown_rollout.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -257,6 +264,7 @@ impl Metrics {
             login_outcomes,
             build_info,
             rule_matches,
+            forward_auth_unknown_rollout,
         }
         .with_store_errors_at_zero()
     }

@@ -386,6 +386,10 @@ impl Application {
             tokens: Tokens::new(&token_settings),
             catalog: catalog.clone(),
             metrics_require_token: settings.metrics.require_token,
+            forward_auth: http::forward_auth::ForwardAuth::new(
+                &settings.forward_auth,
+                &settings.legacy,
+            ),
         });
 
         if !catalog.is_ready() {

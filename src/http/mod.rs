@@ -7,6 +7,7 @@ pub mod body;
 pub mod decide;
 pub mod enrollments;
 pub mod error;
+pub mod forward_auth;
 pub mod ofrep;
 pub mod ops;
 pub mod outcomes;
@@ -41,6 +42,8 @@ pub struct AppState {
     /// The in-memory rules (`/readyz` asks whether they are loaded).
     pub catalog: Arc<Catalog>,
     pub metrics_require_token: bool,
+    /// Forward-auth's trusted proxies and header names (SPEC §11).
+    pub forward_auth: forward_auth::ForwardAuth,
 }
 
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
@@ -119,7 +122,20 @@ fn resource<const N: usize>(pattern: &'static str, routes: [(Method, Route); N])
         .route(options)
 }
 
-/// The routing table of SPEC §4 and §10.
+/// A path whose one handler takes every method (forward-auth: a proxy asks with the method of
+/// the request it checks, OPTIONS included), so it has no `Allow` and no 405.
+fn any_method<F, Args>(pattern: &'static str, handler: F) -> Resource
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    web::resource(pattern)
+        .name(pattern)
+        .route(web::route().to(handler))
+}
+
+/// The routing table of SPEC §4, §10 and §11.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     use Method as M;
     cfg.app_data(
@@ -136,6 +152,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource(
         "/ofrep/v1/evaluate/flags",
         [on(M::POST, ofrep::evaluate_flags)],
+    ))
+    .service(any_method(
+        "/v1/forward-auth/{rollout}",
+        forward_auth::forward_auth,
     ))
     .service(resource(
         "/v1/rollouts",
@@ -242,14 +262,15 @@ fn count_answer(metrics: &Arc<Metrics>, route: &str, status: u16) {
     });
 }
 
-/// Whether a request is on a hot path (decisions, OpenFeature evaluations, outcome reports,
-/// reads): its span is at DEBUG level, so that at the default INFO level it costs nothing.
+/// Whether a request is on a hot path (decisions, OpenFeature evaluations, forward-auth,
+/// outcome reports, reads): its span is at DEBUG level, so that at the default INFO level it costs nothing.
 fn is_hot(req: &ServiceRequest) -> bool {
     let method = req.method();
     method == actix_web::http::Method::GET
         || method == actix_web::http::Method::HEAD
         || matches!(req.path(), "/v1/decide" | "/v1/outcomes")
         || req.path().starts_with("/ofrep/")
+        || req.path().starts_with("/v1/forward-auth/")
 }
 
 /// Gives every request an id (from `X-Request-Id`, or made) that the response echoes and that
