@@ -157,6 +157,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         "/v1/forward-auth/{rollout}",
         forward_auth::forward_auth,
     ))
+    // Envoy's ext_authz appends the checked request's path to its path prefix: whatever
+    // follows the rollout key is not read.
+    .service(any_method(
+        "/v1/forward-auth/{rollout}/{forwarded_path:.*}",
+        forward_auth::forward_auth,
+    ))
     .service(resource(
         "/v1/rollouts",
         [on(M::GET, rollouts::list), on(M::POST, rollouts::create)],

@@ -738,3 +738,17 @@ fn trusted_proxies_and_header_names_are_read_with_clear_errors() {
     assert_eq!(defaults.country_header.0, None);
     assert_eq!(defaults.user_key_header.0, None);
 }
+
+#[tokio::test]
+async fn a_path_after_the_rollout_key_is_not_read_as_envoy_appends_the_checked_path() {
+    let app = spawn_app().await;
+    app.create_rollout(rollout("web", 100.0, json!([]))).await;
+    for tail in ["login", "", "account/settings", "a%2Fb"] {
+        let routed = app.forward_auth(&format!("web/{tail}"), &[]).await;
+        assert_eq!(routed.status, StatusCode::OK, "{tail}");
+        assert_eq!(routed.flow.as_deref(), Some("stytch"), "{tail}");
+        assert_eq!(routed.reason.as_deref(), Some("percentage"), "{tail}");
+    }
+    let routed = app.forward_auth("nope/login", &[]).await;
+    assert_eq!(routed.reason.as_deref(), Some("unknown_rollout"));
+}
