@@ -27,9 +27,15 @@ pub const STYTCH_SESSION_COOKIES: [&str; 2] = ["stytch_session_jwt", "stytch_ses
 pub struct HeaderCookies<'a>(&'a HeaderMap);
 
 impl CookieJar for HeaderCookies<'_> {
+    fn cookie(&self, name: &str) -> Option<&str> {
+        self.get(name)
+    }
+}
+
+impl<'a> HeaderCookies<'a> {
     /// The first cookie of that name (browsers send the most specific path first). A value
     /// in double quotes is read without them (RFC 6265).
-    fn cookie(&self, name: &str) -> Option<&str> {
+    pub fn get(self, name: &str) -> Option<&'a str> {
         self.0
             .get_all(header::COOKIE)
             .filter_map(|v| v.to_str().ok())
@@ -116,7 +122,7 @@ impl<'a> Forwarded<'a> {
             .and_then(|name| text(headers, name))
             .filter(|k| k.len() <= MAX_KEY_BYTES);
         let cookies = HeaderCookies(headers);
-        let sent = |name: &str| cookies.cookie(name).filter(|v| !v.is_empty());
+        let sent = |name: &str| cookies.get(name).filter(|v| !v.is_empty());
         let session_token = STYTCH_SESSION_COOKIES
             .iter()
             .find_map(|name| sent(name))

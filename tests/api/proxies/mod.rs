@@ -200,7 +200,6 @@ pub fn login_flow(body: &str) -> &'static str {
 /// What the routing checks saw, printed for the record (`--nocapture`).
 #[derive(Debug, Default)]
 pub struct Observed {
-    pub devices: usize,
     pub stytch_at_30: usize,
     pub repeat_visits: usize,
     pub stytch_at_60: usize,
@@ -232,10 +231,7 @@ pub async fn check_routing(
 ) -> Observed {
     use serde_json::json;
     let client = Client::new();
-    let mut observed = Observed {
-        devices,
-        ..Observed::default()
-    };
+    let mut observed = Observed::default();
     app.patch_rollout("stytch-login", json!({"percentage": 30}))
         .await;
 
