@@ -312,7 +312,10 @@ async fn forward_auth(req: HttpRequest, state: web::Data<State>) -> HttpResponse
     let has_cookie = headers
         .get_all(header::COOKIE)
         .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(';').any(|pair| pair.trim_start().starts_with("sy_bench=")));
+        .any(|v| {
+            v.split(';')
+                .any(|pair| pair.trim_start().starts_with("sy_bench="))
+        });
     let Answer {
         bucket: _,
         stytch,
@@ -320,7 +323,10 @@ async fn forward_auth(req: HttpRequest, state: web::Data<State>) -> HttpResponse
     } = answer(flag, key, has_cookie);
     let mut response = HttpResponse::Ok();
     response
-        .insert_header(("x-switchyard-flow", if stytch { "stytch" } else { "legacy" }))
+        .insert_header((
+            "x-switchyard-flow",
+            if stytch { "stytch" } else { "legacy" },
+        ))
         .insert_header((
             "x-switchyard-reason",
             if has_cookie {
@@ -341,7 +347,9 @@ async fn forward_auth(req: HttpRequest, state: web::Data<State>) -> HttpResponse
     if let Some(value) = cookie_value {
         response.insert_header((
             header::SET_COOKIE,
-            format!("{COOKIE_NAME}={value}; Path=/; Max-Age={MAX_AGE}; HttpOnly; SameSite=Lax; Secure"),
+            format!(
+                "{COOKIE_NAME}={value}; Path=/; Max-Age={MAX_AGE}; HttpOnly; SameSite=Lax; Secure"
+            ),
         ));
     }
     response.finish()

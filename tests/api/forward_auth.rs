@@ -218,7 +218,10 @@ async fn the_token_is_read_from_x_switchyard_token_alone() {
             )
             .await;
         let body = assert_error(refused, StatusCode::FORBIDDEN, "forbidden").await;
-        assert_eq!(body["error"]["message"], "this token lacks the 'decide' scope");
+        assert_eq!(
+            body["error"]["message"],
+            "this token lacks the 'decide' scope"
+        );
     }
     let routed = app.forward_auth("stytch-login", &[]).await;
     assert_eq!(routed.status, StatusCode::OK);
@@ -310,7 +313,9 @@ async fn the_user_key_header_buckets_by_user_key_when_configured_and_is_ignored_
         .find(|u| bucket_of("salt-web", u) >= 5000)
         .unwrap();
     assert_eq!(app.enroll("web", &legacy_user).await, StatusCode::CREATED);
-    let routed = app.forward_auth("web", &[("X-User-Key", &legacy_user)]).await;
+    let routed = app
+        .forward_auth("web", &[("X-User-Key", &legacy_user)])
+        .await;
     assert_eq!(
         (routed.flow.as_deref(), routed.reason.as_deref()),
         (Some("stytch"), Some("enrolled"))
@@ -323,9 +328,7 @@ async fn the_user_key_header_buckets_by_user_key_when_configured_and_is_ignored_
 
     // Not configured: the header is not read.
     let plain = spawn_app().await;
-    plain
-        .create_rollout(rollout("web", 50.0, json!([])))
-        .await;
+    plain.create_rollout(rollout("web", 50.0, json!([]))).await;
     plain.enroll("web", &legacy_user).await;
     let routed = plain
         .forward_auth("web", &[("X-User-Key", &legacy_user)])
@@ -380,7 +383,10 @@ async fn the_client_is_the_rightmost_forwarded_address_that_is_not_a_trusted_pro
     assert_eq!(routed.rule.as_deref(), Some("office"));
     assert_eq!(routed.reason.as_deref(), Some("rule"));
     // Not an address: not believed (the proxy's own hop, loopback, is the client).
-    assert_eq!(flow_from(&app, &xff("203.0.113.9, unknown")).await, "legacy");
+    assert_eq!(
+        flow_from(&app, &xff("203.0.113.9, unknown")).await,
+        "legacy"
+    );
 }
 
 #[tokio::test]
@@ -484,10 +490,7 @@ async fn the_country_header_is_read_from_a_trusted_proxy_when_configured() {
             json!([{"id": "uk", "when": {"countries": ["GB"]}, "then": "stytch"}]),
         ))
         .await;
-    assert_eq!(
-        flow_from(&plain, &[("CF-IPCountry", "GB")]).await,
-        "legacy"
-    );
+    assert_eq!(flow_from(&plain, &[("CF-IPCountry", "GB")]).await, "legacy");
     // The GeoIP database locates the forwarded address (81.2.69.142 is GB in the test
     // database).
     assert_eq!(
@@ -515,10 +518,7 @@ async fn platform_and_app_version_come_from_their_headers() {
         (old.flow.as_deref(), old.rule.as_deref()),
         (Some("legacy"), Some("old-ios"))
     );
-    assert!(
-        old.set_cookies.is_empty(),
-        "a forcing rule sets no cookie"
-    );
+    assert!(old.set_cookies.is_empty(), "a forcing rule sets no cookie");
     for headers in [
         &[("X-App-Platform", "ios"), ("X-App-Version", "5.2.0")][..],
         &[("X-App-Platform", "android"), ("X-App-Version", "5.1.0")],
@@ -538,10 +538,13 @@ async fn the_session_comes_from_the_stytch_cookies_the_legacy_cookie_or_a_bearer
         s.legacy.session_cookie = "app_session".into();
     })
     .await;
-    app.create_rollout(rollout("to-legacy", 0.0, json!([]))).await;
+    app.create_rollout(rollout("to-legacy", 0.0, json!([])))
+        .await;
     let stytch_jwt = jwt("stytch.com/project-live-abc");
     let legacy_jwt = jwt("https://auth.example.com");
-    let cases: Vec<(String, Vec<(&str, String)>, &str)> = vec![
+    /// What is sent, the headers, the session action expected.
+    type Case<'a> = (String, Vec<(&'a str, String)>, &'a str);
+    let cases: Vec<Case> = vec![
         ("nothing".into(), vec![], "login_legacy"),
         (
             "stytch_session_jwt".into(),
@@ -679,8 +682,10 @@ async fn a_forward_auth_decision_is_the_one_decide_makes_and_is_counted_once() {
             _ => ("198.51.100.7", "", "android", "9.0.0"),
         };
         let decided = app
-            .decide(json!({"rollout": "web", "user_key": user, "ip": ip, "country": country,
-                           "platform": platform, "app_version": version}))
+            .decide(
+                json!({"rollout": "web", "user_key": user, "ip": ip, "country": country,
+                           "platform": platform, "app_version": version}),
+            )
             .await;
         let routed = app
             .forward_auth(

@@ -49,7 +49,11 @@ pub fn client_address<'h>(
         }
         return Some(nearest);
     }
-    Some(real_ip.and_then(|v| parse_address(v.trim())).unwrap_or(peer))
+    Some(
+        real_ip
+            .and_then(|v| parse_address(v.trim()))
+            .unwrap_or(peer),
+    )
 }
 
 /// An address as proxies write it: `203.0.113.9`, `2001:db8::1`, and with a port
@@ -108,7 +112,11 @@ mod tests {
             ip("203.0.113.9")
         );
         assert_eq!(
-            client("127.0.0.1", &["1.1.1.1", "203.0.113.9,10.0.0.2,10.0.0.3"], None),
+            client(
+                "127.0.0.1",
+                &["1.1.1.1", "203.0.113.9,10.0.0.2,10.0.0.3"],
+                None
+            ),
             ip("203.0.113.9")
         );
     }
@@ -163,7 +171,12 @@ mod tests {
         // A peer mapped to IPv6 is trusted as its IPv4 address.
         let proxies = table(&LOOPBACK);
         assert_eq!(
-            client_address(ip("::ffff:127.0.0.1"), &proxies, ["203.0.113.9"].into_iter(), None),
+            client_address(
+                ip("::ffff:127.0.0.1"),
+                &proxies,
+                ["203.0.113.9"].into_iter(),
+                None
+            ),
             ip("203.0.113.9")
         );
     }

@@ -111,7 +111,10 @@ pub async fn wait_for_port(port: u16, mut alive: impl FnMut() -> Result<(), Stri
         if let Err(why) = alive() {
             panic!("the proxy stopped before listening on {port}: {why}");
         }
-        assert!(Instant::now() < deadline, "nothing listens on {port} after 10 s");
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on {port} after 10 s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -204,7 +207,10 @@ pub struct Observed {
     pub repeat_visits: usize,
     pub stytch_at_60: usize,
     pub moved_forward: usize,
+    /// The kill switch's PATCH, sent to answered (every proxied answer after it was legacy).
     pub kill_switch_ms: u128,
+    /// From the PATCH sent to the first proxied answer after it (legacy).
+    pub first_legacy_after_kill_ms: u128,
     pub office_stytch: usize,
     pub elsewhere_legacy: usize,
 }
@@ -287,6 +293,9 @@ pub async fn check_routing(
     observed.kill_switch_ms = killed.elapsed().as_millis();
     for browser in &mut browsers {
         assert_eq!(login_flow(&browser.visit(login_url).await), "legacy");
+        if observed.first_legacy_after_kill_ms == 0 {
+            observed.first_legacy_after_kill_ms = killed.elapsed().as_millis();
+        }
     }
     assert!(
         observed.kill_switch_ms < 1000,

@@ -10,7 +10,9 @@ use secrecy::SecretString;
 use serde_json::json;
 use switchyard::config::{Scope, TokenSettings};
 
-use super::{check_routing, find_program, free_port, login_flow, wait_for_port, Browser, Upstreams};
+use super::{
+    check_routing, find_program, free_port, login_flow, wait_for_port, Browser, Upstreams,
+};
 use crate::helpers::*;
 
 const EXAMPLE: &str = "examples/nginx/switchyard.conf";
@@ -40,11 +42,23 @@ impl Nginx {
         let example = std::fs::read_to_string(repo_path(EXAMPLE)).expect("the example exists");
         let mut site = example.clone();
         for (from, to) in [
-            ("listen 8000;".to_string(), format!("listen 127.0.0.1:{port};")),
+            (
+                "listen 8000;".to_string(),
+                format!("listen 127.0.0.1:{port};"),
+            ),
             ("127.0.0.1:8080".into(), format!("127.0.0.1:{switchyard}")),
-            ("127.0.0.1:3001".into(), format!("127.0.0.1:{}", upstreams.stytch.port)),
-            ("127.0.0.1:3002".into(), format!("127.0.0.1:{}", upstreams.legacy.port)),
-            ("127.0.0.1:3000".into(), format!("127.0.0.1:{}", upstreams.app.port)),
+            (
+                "127.0.0.1:3001".into(),
+                format!("127.0.0.1:{}", upstreams.stytch.port),
+            ),
+            (
+                "127.0.0.1:3002".into(),
+                format!("127.0.0.1:{}", upstreams.legacy.port),
+            ),
+            (
+                "127.0.0.1:3000".into(),
+                format!("127.0.0.1:{}", upstreams.app.port),
+            ),
         ] {
             assert!(site.contains(&from), "{EXAMPLE} has no '{from}'");
             site = site.replace(&from, &to);
@@ -163,10 +177,16 @@ async fn nginx_falls_back_to_the_legacy_login_when_switchyard_is_away() {
     let upstreams = Upstreams::start().await;
     let nginx = Nginx::start(&Nginx::site(app.port(), &upstreams, free_port())).await;
     let mut browser = Browser::new(&Client::new());
-    assert_eq!(login_flow(&browser.visit(&nginx.url("/login")).await), "stytch");
+    assert_eq!(
+        login_flow(&browser.visit(&nginx.url("/login")).await),
+        "stytch"
+    );
     app.stop().await;
     let mut browser = Browser::new(&Client::new());
-    assert_eq!(login_flow(&browser.visit(&nginx.url("/login")).await), "legacy");
+    assert_eq!(
+        login_flow(&browser.visit(&nginx.url("/login")).await),
+        "legacy"
+    );
     let body = browser.visit(&nginx.url("/account")).await;
     assert_eq!(body, "app flow=legacy action=- token=-");
 }

@@ -68,9 +68,18 @@ impl Traefik {
             &[
                 ("127.0.0.1:8080".into(), format!("127.0.0.1:{switchyard}")),
                 ("127.0.0.1:8001".into(), format!("127.0.0.1:{flows}")),
-                ("127.0.0.1:3001".into(), format!("127.0.0.1:{}", upstreams.stytch.port)),
-                ("127.0.0.1:3002".into(), format!("127.0.0.1:{}", upstreams.legacy.port)),
-                ("127.0.0.1:3000".into(), format!("127.0.0.1:{}", upstreams.app.port)),
+                (
+                    "127.0.0.1:3001".into(),
+                    format!("127.0.0.1:{}", upstreams.stytch.port),
+                ),
+                (
+                    "127.0.0.1:3002".into(),
+                    format!("127.0.0.1:{}", upstreams.legacy.port),
+                ),
+                (
+                    "127.0.0.1:3000".into(),
+                    format!("127.0.0.1:{}", upstreams.app.port),
+                ),
             ],
         );
         std::fs::write(dir.path().join("traefik.yml"), static_config).unwrap();
@@ -105,7 +114,11 @@ impl Traefik {
         let deadline = Instant::now() + Duration::from_secs(10);
         let client = Client::new();
         loop {
-            let status = client.get(self.url("/login")).send().await.map(|r| r.status());
+            let status = client
+                .get(self.url("/login"))
+                .send()
+                .await
+                .map(|r| r.status());
             if matches!(status, Ok(s) if s.is_success()) {
                 return;
             }
@@ -142,8 +155,7 @@ impl Drop for Traefik {
 }
 
 #[tokio::test]
-async fn traefik_routes_login_by_the_decision_keeps_devices_in_place_and_obeys_the_kill_switch()
-{
+async fn traefik_routes_login_by_the_decision_keeps_devices_in_place_and_obeys_the_kill_switch() {
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let mut settings = test_settings(dir.path());
     settings.tokens.push(TokenSettings {
