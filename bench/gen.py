@@ -12,7 +12,8 @@
                                       line of tab-separated `Name: value` headers each (X-User-Key,
                                       X-Forwarded-For, X-Country, X-App-Platform, X-App-Version,
                                       Authorization: Bearer, Cookie; bench/forward_auth.lua sends them)
-  gen.py replay URL TOKEN FILE N      POST N bodies of FILE (cycling) to URL/v1/decide, one after
+  gen.py replay URL TOKEN FILE N [ROUTE]
+                                      POST N bodies of FILE (cycling) to URL/v1/decide, one after
                                       another on one keep-alive connection; any non-200 fails
   gen.py rollouts URL TOKEN N         create N rollouts, each with a few rules and its own cookie
   gen.py freeport                     a free TCP port on 127.0.0.1
@@ -227,19 +228,27 @@ def first_visits(n, key):
         lines += 1
 
 
-def replay(url, token, path, n):
+def replay(url, token, path, n, route="/v1/decide"):
     """A fixed number of requests, one at a time on one connection: for instruction counts
     (bench/load.sh, callgrind), where the count of requests must be exact and nothing else may
-    differ between the two servers."""
+    differ between the two servers. ROUTE /v1/forward-auth/...: FILE holds forward-auth header
+    lines (gen.py forward-auth), sent as GETs with the token in X-Switchyard-Token."""
     import http.client
     from urllib.parse import urlsplit
     with open(path) as f:
-        lines = [line.strip().encode() for line in f if line.strip()]
+        lines = [line.rstrip("\n") for line in f if line.strip()]
     address = urlsplit(url)
     conn = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
-    headers = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
+    forward_auth = route.startswith("/v1/forward-auth/")
     for i in range(n):
-        conn.request("POST", "/v1/decide", body=lines[i % len(lines)], headers=headers)
+        line = lines[i % len(lines)]
+        if forward_auth:
+            headers = dict(field.split(": ", 1) for field in line.split("\t"))
+            headers["X-Switchyard-Token"] = token
+            conn.request("GET", route, headers=headers)
+        else:
+            headers = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
+            conn.request("POST", route, body=line.encode(), headers=headers)
         answer = conn.getresponse()
         text = answer.read()
         if answer.status != 200:
@@ -291,7 +300,7 @@ def main(argv):
     elif cmd == "forward-auth":
         forward_auth(args[0])
     elif cmd == "replay":
-        replay(args[0], args[1], args[2], int(args[3]))
+        replay(args[0], args[1], args[2], int(args[3]), *args[4:5])
     elif cmd == "rollouts":
         rollouts(args[0], args[1], int(args[2]))
     elif cmd == "freeport":

@@ -35,7 +35,8 @@
 #     core alone, then on both cores at once: how often the machine itself stops a thread
 #     that never waits, the floor under any p99 of step 4;
 #  5b. instructions per request: both servers under `valgrind --tool=callgrind`, a fixed number
-#     of requests of each workload (CALLGRIND=0 skips it);
+#     of requests of each workload — returning visitors, first visits, forward-auth
+#     (CALLGRIND=0 skips it);
 #  6. memory: VmRSS of Switchyard idle with ROLLOUTS rollouts created through the API, then
 #     with ENROLLMENTS enrollments written straight into its store file before a restart.
 #
@@ -476,13 +477,16 @@ if [[ ${CALLGRIND:-1} == 1 ]]; then
   command -v valgrind >/dev/null && command -v callgrind_control >/dev/null \
     || die "valgrind is missing (apt-get install valgrind), or set CALLGRIND=0"
   instructions() { # server url pid: replays both workloads, records instructions per request
-    local server=$1 url=$2 pid=$3 workload file dump=0 total
+    local server=$1 url=$2 pid=$3 workload file route dump=0 total
     $GEN replay "$url" "$DECIDE_TOKEN" "$TMP/bodies.jsonl" "$CALLGRIND_WARMUP"
     $GEN replay "$url" "$DECIDE_TOKEN" "$TMP/first-visits.jsonl" "$CALLGRIND_WARMUP"
+    $GEN replay "$url" "$DECIDE_TOKEN" "$TMP/forward-auth.txt" "$CALLGRIND_WARMUP" "$FORWARD_AUTH_PATH"
     callgrind_control -i on "$pid" >/dev/null
-    for workload in returning first_visit; do
-      file=$TMP/bodies.jsonl; [[ $workload == first_visit ]] && file=$TMP/first-visits.jsonl
-      $GEN replay "$url" "$DECIDE_TOKEN" "$file" "$CALLGRIND_REQUESTS"
+    for workload in returning first_visit forward_auth; do
+      file=$TMP/bodies.jsonl route=/v1/decide
+      [[ $workload == first_visit ]] && file=$TMP/first-visits.jsonl
+      [[ $workload == forward_auth ]] && file=$TMP/forward-auth.txt route=$FORWARD_AUTH_PATH
+      $GEN replay "$url" "$DECIDE_TOKEN" "$file" "$CALLGRIND_REQUESTS" "$route"
       callgrind_control -d "$pid" >/dev/null
       dump=$((dump + 1))
       total=$(awk '/^totals:/ { print $2 }' "$TMP/callgrind-$server.$pid.out.$dump")

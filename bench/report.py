@@ -112,10 +112,10 @@ def main(path, note=""):
         print()
         print("| workload | switchyard | baseline | ratio baseline/switchyard |")
         print("|---|---:|---:|---:|")
-        for workload in ("returning", "first_visit"):
+        for workload in ("returning", "first_visit", "forward_auth"):
             per = {f["server"]: num(f["per_request"]) for f in instructions if f["workload"] == workload}
             if "switchyard" in per and "baseline" in per:
-                print(f"| {workload.replace('_', ' ')} | {per['switchyard']:,.0f} | {per['baseline']:,.0f} "
+                print(f"| {workload.replace('_', ' ').replace('forward auth', 'forward-auth')} | {per['switchyard']:,.0f} | {per['baseline']:,.0f} "
                       f"| **{per['baseline'] / per['switchyard']:.2f}** |")
     if fixed:
         print()
