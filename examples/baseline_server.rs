@@ -8,7 +8,8 @@
 //! size as Switchyard's decide response. Nothing else: no metrics, no middleware, no GeoIP,
 //! no cookie verification. `POST /ofrep/v1/evaluate/flags/{key}` does the same with an OFREP
 //! body (`{"context": ...}`) and answers in the shape of Switchyard's OFREP evaluation.
-//! `GET /v1/forward-auth/{key}` does it from the headers a proxy forwards (`X-Switchyard-Token`
+//! `/v1/forward-auth/{key}` (routed by prefix, any method, as Switchyard's) does it from the
+//! headers a proxy forwards (`X-Switchyard-Token`
 //! compared as a plain string, the user key from `X-User-Key`, else a random device id, the
 //! sticky cookie's presence in `Cookie`) and answers in headers as Switchyard's forward-auth
 //! does (flow, reason, session action, version, one `Set-Cookie` for a new device).
@@ -300,7 +301,12 @@ async fn forward_auth(req: HttpRequest, state: web::Data<State>) -> HttpResponse
     {
         return error(StatusCode::UNAUTHORIZED, "unauthorized");
     }
-    let flag = req.match_info().get("key").unwrap_or_default();
+    // Routed by prefix, as Switchyard's forward-auth is: the key is the path's next segment.
+    let flag = req
+        .path()
+        .strip_prefix("/v1/forward-auth/")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_default();
     let device;
     let key = match headers.get("x-user-key").and_then(|v| v.to_str().ok()) {
         Some(user) => user,
@@ -378,7 +384,7 @@ async fn main() -> std::io::Result<()> {
             .app_data(state.clone())
             .route("/v1/decide", web::post().to(decide))
             .route("/ofrep/v1/evaluate/flags/{key}", web::post().to(ofrep))
-            .route("/v1/forward-auth/{key}", web::get().to(forward_auth))
+            .service(web::scope("/v1/forward-auth").default_service(web::to(forward_auth)))
     })
     .workers(workers.max(1))
     .bind(("127.0.0.1", port))?

@@ -205,6 +205,11 @@ async fn the_forward_auth_path_takes_every_method_so_it_has_no_405_nor_allow() {
             "{method} {path}"
         );
     }
+    // A path that only begins like it is not it.
+    for other in ["/v1/forward-authx/stytch-login", "/v1/forward-auths"] {
+        let response = app.raw(Method::GET, other, None, &token, None).await;
+        assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
+    }
     // The route is counted under its pattern, never the raw path.
     let text = app.metrics_text().await;
     assert!(

@@ -29,6 +29,17 @@ use crate::rules::compile::IpTable;
 pub use answer::{FLOW, REASON, RULE, SESSION_ACTION, UNKNOWN_ROLLOUT, VERSION};
 use request::{DeviceId, Forwarded};
 
+/// Where forward-auth is served: `/v1/forward-auth/{rollout}`, and any path after the key.
+pub const PREFIX: &str = "/v1/forward-auth";
+/// The route label of every forward-auth answer (`switchyard_http_requests_total`).
+pub const ROUTE: &str = "/v1/forward-auth/{rollout}";
+
+/// Whether `path` is served by forward-auth (as the routing table's prefix matches it).
+pub fn is_under(path: &str) -> bool {
+    path.strip_prefix(PREFIX)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// The forward-auth settings, ready to use: the trusted proxies as a lookup table, the
 /// configured header and cookie names.
 pub struct ForwardAuth {
@@ -71,20 +82,20 @@ pub async fn forward_auth(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    // Decoded by the router; a key that is not a rollout's (even one that was not UTF-8) is
-    // an unknown rollout, never an error.
-    let rollout = req.match_info().get("rollout").unwrap_or_default();
+    // A key that is not a rollout's (empty, or not UTF-8 once decoded) is an unknown rollout,
+    // never an error.
+    let rollout = request::rollout_key(req.path());
     let settings = &state.forward_auth;
     let forwarded = Forwarded::read(&req, settings);
     let device = forwarded.user_key.is_none().then(DeviceId::random);
     let mut input = forwarded
-        .sent_input(rollout, device.as_ref())
+        .sent_input(&rollout, device.as_ref())
         .check(&FORWARDED_NAMES)?;
     input.ip = forwarded.client_ip;
     match state.decider.decide(&input) {
         Ok(decided) => Ok(answer::decided(&decided, settings.secure_cookies)),
         Err(DecideError::UnknownRollout(_)) => {
-            unknown_rollout_seen(&state.metrics, rollout);
+            unknown_rollout_seen(&state.metrics, &rollout);
             Ok(answer::unknown_rollout(
                 state.decider.legacy_session_action(input.session_token),
             ))

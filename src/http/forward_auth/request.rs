@@ -7,6 +7,7 @@
 //! text) is left out as if it had not been sent, because a forward-auth answer is always a
 //! routing decision, never a refusal. This module does not decide, count or answer.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use actix_web::http::header::{self, HeaderMap, HeaderName};
@@ -33,22 +34,45 @@ impl CookieJar for HeaderCookies<'_> {
 }
 
 impl<'a> HeaderCookies<'a> {
-    /// The first cookie of that name (browsers send the most specific path first). A value
-    /// in double quotes is read without them (RFC 6265).
-    pub fn get(self, name: &str) -> Option<&'a str> {
+    /// Every `name=value` pair of the `Cookie` headers, in order, names and values trimmed
+    /// and a value in double quotes read without them (RFC 6265).
+    fn pairs(self) -> impl Iterator<Item = (&'a str, &'a str)> {
         self.0
             .get_all(header::COOKIE)
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(';'))
             .filter_map(|pair| pair.split_once('='))
-            .find(|(n, _)| n.trim() == name)
-            .map(|(_, value)| {
+            .map(|(name, value)| {
                 let value = value.trim();
-                value
+                let value = value
                     .strip_prefix('"')
                     .and_then(|v| v.strip_suffix('"'))
-                    .unwrap_or(value)
+                    .unwrap_or(value);
+                (name.trim(), value)
             })
+    }
+
+    /// The first cookie of that name (browsers send the most specific path first).
+    pub fn get(self, name: &str) -> Option<&'a str> {
+        self.pairs().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    /// The value of the first of `names` (in their order) that is sent with a value, in one
+    /// pass over the cookies.
+    pub fn first_of(self, names: &[&str]) -> Option<&'a str> {
+        let mut best: Option<(usize, &'a str)> = None;
+        for (name, value) in self.pairs().filter(|(_, v)| !v.is_empty()) {
+            let Some(rank) = names.iter().position(|n| *n == name) else {
+                continue;
+            };
+            if best.is_none_or(|(best_rank, _)| rank < best_rank) {
+                best = Some((rank, value));
+                if rank == 0 {
+                    break;
+                }
+            }
+        }
+        best.map(|(_, value)| value)
     }
 }
 
@@ -68,6 +92,37 @@ impl DeviceId {
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).expect("a UUID is ASCII")
     }
+}
+
+/// The rollout key of a forward-auth path (`/v1/forward-auth/<key>[/<anything>]`): its first
+/// segment after the prefix, percent-decoded (borrowed unless it had escapes; bytes that are
+/// not UTF-8 become U+FFFD, which no rollout key holds).
+pub fn rollout_key(path: &str) -> Cow<'_, str> {
+    let rest = path
+        .strip_prefix(super::PREFIX)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .unwrap_or("");
+    let segment = rest.split('/').next().unwrap_or("");
+    if !segment.contains('%') {
+        return Cow::Borrowed(segment);
+    }
+    let bytes = segment.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                decoded.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    Cow::Owned(String::from_utf8_lossy(&decoded).into_owned())
 }
 
 /// The inputs of one forwarded request.
@@ -122,12 +177,13 @@ impl<'a> Forwarded<'a> {
             .and_then(|name| text(headers, name))
             .filter(|k| k.len() <= MAX_KEY_BYTES);
         let cookies = HeaderCookies(headers);
-        let sent = |name: &str| cookies.get(name).filter(|v| !v.is_empty());
-        let session_token = STYTCH_SESSION_COOKIES
-            .iter()
-            .find_map(|name| sent(name))
-            .or_else(|| settings.legacy_session_cookie.as_deref().and_then(sent))
-            .or_else(|| Bearer::presented(req).filter(|t| !t.is_empty()));
+        let [stytch_jwt, stytch_opaque] = STYTCH_SESSION_COOKIES;
+        let session_cookie = match settings.legacy_session_cookie.as_deref() {
+            Some(legacy) => cookies.first_of(&[stytch_jwt, stytch_opaque, legacy]),
+            None => cookies.first_of(&STYTCH_SESSION_COOKIES),
+        };
+        let session_token =
+            session_cookie.or_else(|| Bearer::presented(req).filter(|t| !t.is_empty()));
         Forwarded {
             client_ip,
             country,
@@ -193,6 +249,40 @@ mod tests {
     fn the_first_of_two_cookies_of_one_name_wins() {
         let headers = jar(&["sy_flow=first; sy_flow=second"]);
         assert_eq!(HeaderCookies(&headers).cookie("sy_flow"), Some("first"));
+    }
+
+    #[test]
+    fn first_of_takes_the_earliest_name_in_its_list_sent_with_a_value() {
+        let headers = jar(&["c=3; b=2; a=; b=22", "a=1"]);
+        let cookies = HeaderCookies(&headers);
+        assert_eq!(cookies.first_of(&["a", "b", "c"]), Some("1"));
+        assert_eq!(cookies.first_of(&["b", "a"]), Some("2"));
+        assert_eq!(cookies.first_of(&["x", "c", "b"]), Some("3"));
+        assert_eq!(cookies.first_of(&["x", "y"]), None);
+        let empty = jar(&["a="]);
+        assert_eq!(HeaderCookies(&empty).first_of(&["a"]), None);
+    }
+
+    #[test]
+    fn the_rollout_key_is_the_first_segment_after_the_prefix_decoded() {
+        for (path, key) in [
+            ("/v1/forward-auth/stytch-login", "stytch-login"),
+            ("/v1/forward-auth/stytch-login/login", "stytch-login"),
+            ("/v1/forward-auth/stytch-login/", "stytch-login"),
+            ("/v1/forward-auth/web%2Dlogin/x%2Fy", "web-login"),
+            ("/v1/forward-auth/NOT%20A%20KEY", "NOT A KEY"),
+            ("/v1/forward-auth/%ff%fe", "\u{FFFD}\u{FFFD}"),
+            ("/v1/forward-auth/100%", "100%"),
+            ("/v1/forward-auth/%4", "%4"),
+            ("/v1/forward-auth/", ""),
+            ("/v1/forward-auth", ""),
+        ] {
+            assert_eq!(rollout_key(path), key, "{path}");
+        }
+        assert!(matches!(
+            rollout_key("/v1/forward-auth/web/login"),
+            Cow::Borrowed("web")
+        ));
     }
 
     #[test]
