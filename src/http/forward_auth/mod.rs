@@ -26,7 +26,6 @@ use crate::config::{ForwardAuthSettings, LegacySettings};
 use crate::decider::DecideError;
 use crate::metrics::Metrics;
 use crate::rules::compile::IpTable;
-pub use answer::{FLOW, REASON, RULE, SESSION_ACTION, UNKNOWN_ROLLOUT, VERSION};
 use request::{DeviceId, Forwarded};
 
 /// Where forward-auth is served: `/v1/forward-auth/{rollout}`, and any path after the key.
