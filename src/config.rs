@@ -345,8 +345,7 @@ impl OptionalHeaderName {
 impl<'de> Deserialize<'de> for OptionalHeaderName {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        OptionalHeaderName::parse(&text)
-            .map_err(|e| serde::de::Error::custom(format!("forward_auth: {e}")))
+        OptionalHeaderName::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 
