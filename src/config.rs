@@ -317,8 +317,7 @@ impl std::fmt::Display for ProxyRange {
 impl<'de> Deserialize<'de> for ProxyRange {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        ProxyRange::parse(&text)
-            .map_err(|e| serde::de::Error::custom(format!("forward_auth.trusted_proxies: {e}")))
+        ProxyRange::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 
