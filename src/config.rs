@@ -93,6 +93,8 @@ pub struct Settings {
     pub stytch: StytchSettings,
     #[serde(default)]
     pub legacy: LegacySettings,
+    #[serde(default)]
+    pub forward_auth: ForwardAuthSettings,
     /// Set from `SWITCHYARD_ENV`, not from files.
     #[serde(skip)]
     pub environment: Environment,
@@ -277,6 +279,9 @@ pub struct LegacySettings {
     pub issuers: Vec<String>,
     /// Whether a token that is not a JWT is a legacy session.
     pub opaque_tokens: bool,
+    /// Forward-auth (SPEC §11): the name of the legacy session cookie, whose value is the
+    /// request's session token when no Stytch session cookie is sent; empty: none.
+    pub session_cookie: String,
 }
 
 impl Default for LegacySettings {
@@ -284,7 +289,91 @@ impl Default for LegacySettings {
         LegacySettings {
             issuers: Vec::new(),
             opaque_tokens: true,
+            session_cookie: String::new(),
         }
+    }
+}
+
+/// Forward-auth (SPEC §11): where a proxy's forwarded request says who the client is.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardAuthSettings {
+    /// The peers whose `X-Forwarded-For`, `X-Real-IP` and country header are believed: CIDRs
+    /// or single addresses.
+    pub trusted_proxies: Vec<ProxyRange>,
+    /// A header with the client's country set by a trusted proxy (e.g. `CF-IPCountry`); empty:
+    /// GeoIP only.
+    pub country_header: OptionalHeaderName,
+    /// A header with the user key (e.g. `X-User-Key`); empty: none.
+    pub user_key_header: OptionalHeaderName,
+    /// Whether the sticky cookie is set with `Secure` (served over HTTPS only).
+    pub secure_cookies: bool,
+}
+
+impl Default for ForwardAuthSettings {
+    fn default() -> Self {
+        ForwardAuthSettings {
+            trusted_proxies: ["127.0.0.0/8", "::1/128"]
+                .into_iter()
+                .map(|r| ProxyRange::parse(r).expect("the default ranges are valid"))
+                .collect(),
+            country_header: OptionalHeaderName::default(),
+            user_key_header: OptionalHeaderName::default(),
+            secure_cookies: true,
+        }
+    }
+}
+
+/// One element of `forward_auth.trusted_proxies`: an IP address or CIDR range, read as a
+/// rule's `ip_ranges` element is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxyRange(pub ipnet::IpNet);
+
+impl ProxyRange {
+    pub fn parse(text: &str) -> Result<ProxyRange, String> {
+        crate::rules::compile::parse_network(text)
+            .map(ProxyRange)
+            .map_err(|_| format!("'{text}' is not an IP address or CIDR range"))
+    }
+}
+
+impl std::fmt::Display for ProxyRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<'de> Deserialize<'de> for ProxyRange {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        ProxyRange::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A header name, or none (the empty string).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OptionalHeaderName(pub Option<actix_web::http::header::HeaderName>);
+
+impl OptionalHeaderName {
+    pub fn parse(text: &str) -> Result<OptionalHeaderName, String> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(OptionalHeaderName(None));
+        }
+        actix_web::http::header::HeaderName::from_bytes(text.as_bytes())
+            .map(|name| OptionalHeaderName(Some(name)))
+            .map_err(|_| format!("'{text}' is not a header name"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_ref().map_or("", |n| n.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for OptionalHeaderName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        OptionalHeaderName::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -401,7 +490,7 @@ pub enum ConfigError {
 
 /// The settings that are lists, and the variable that sets each one as a JSON array (SPEC §7
 /// names `SWITCHYARD__SECTION__KEY` variables; a list has no other sensible text form).
-const LIST_VARIABLES: [(&str, &[&str], &str); 3] = [
+const LIST_VARIABLES: [(&str, &[&str], &str); 4] = [
     (
         "SWITCHYARD__TOKENS",
         &["tokens"],
@@ -416,6 +505,11 @@ const LIST_VARIABLES: [(&str, &[&str], &str); 3] = [
         "SWITCHYARD__LEGACY__ISSUERS",
         &["legacy", "issuers"],
         r#"["https://legacy.example.com"]"#,
+    ),
+    (
+        "SWITCHYARD__FORWARD_AUTH__TRUSTED_PROXIES",
+        &["forward_auth", "trusted_proxies"],
+        r#"["10.0.0.0/8", "127.0.0.1"]"#,
     ),
 ];
 
@@ -560,6 +654,20 @@ impl Settings {
         {
             error("cookies.secret", problem);
         }
+        let session_cookie = self.legacy.session_cookie.trim();
+        if !session_cookie.is_empty()
+            && !crate::rules::compile::is_valid_cookie_name(session_cookie)
+        {
+            error(
+                "legacy.session_cookie",
+                format!("'{session_cookie}' is not a cookie name"),
+            );
+        }
+        let trusts_everyone = self
+            .forward_auth
+            .trusted_proxies
+            .iter()
+            .any(|r| r.0.prefix_len() == 0);
         if self.environment == Environment::Live {
             if self.cookies.secret.is_none() {
                 error(
@@ -623,6 +731,14 @@ impl Settings {
             found.push(Problem::warning(
                 "stytch.project_id",
                 "a live project but SWITCHYARD_ENV is test".into(),
+            ));
+        }
+        if trusts_everyone {
+            found.push(Problem::warning(
+                "forward_auth.trusted_proxies",
+                "trusts every address: any client can name its own address and country in \
+                 X-Forwarded-For"
+                    .into(),
             ));
         }
         found.sort_by_key(|p| p.severity);
@@ -708,8 +824,22 @@ impl Settings {
         );
         let _ = writeln!(
             out,
-            "\n[legacy]\nissuers = {:?}\nopaque_tokens = {}",
-            self.legacy.issuers, self.legacy.opaque_tokens
+            "\n[legacy]\nissuers = {:?}\nopaque_tokens = {}\nsession_cookie = {:?}",
+            self.legacy.issuers, self.legacy.opaque_tokens, self.legacy.session_cookie
+        );
+        let proxies: Vec<String> = self
+            .forward_auth
+            .trusted_proxies
+            .iter()
+            .map(ProxyRange::to_string)
+            .collect();
+        let _ = writeln!(
+            out,
+            "\n[forward_auth]\ntrusted_proxies = {:?}\ncountry_header = {:?}\nuser_key_header = {:?}\nsecure_cookies = {}",
+            proxies,
+            self.forward_auth.country_header.as_str(),
+            self.forward_auth.user_key_header.as_str(),
+            self.forward_auth.secure_cookies
         );
         for t in &self.tokens {
             let scopes: Vec<&str> = t.scopes.iter().map(|s| s.as_str()).collect();

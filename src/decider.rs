@@ -277,6 +277,13 @@ impl Decider {
         }
     }
 
+    /// What to do with a session when no rollout decided and the request goes to legacy
+    /// (forward-auth's answer for a rollout that does not exist): SPEC §8's legacy row.
+    pub fn legacy_session_action(&self, session_token: Option<&str>) -> SessionAction {
+        let source = self.classifier.classify(session_token);
+        action_for(Flow::Legacy, source, rules::LegacySessions::default())
+    }
+
     pub fn signer(&self) -> &CookieSigner {
         &self.signer
     }

@@ -31,6 +31,7 @@ pub struct Metrics {
     pub rule_matches: IntCounterVec,
     /// Counted by the schedule runner alone (`schedule_step_applied`).
     schedule_steps_applied: IntCounterVec,
+    pub forward_auth_unknown_rollout: IntCounter,
 }
 
 /// Every store operation that can fail, so their error counters exist from the start.
@@ -237,6 +238,11 @@ impl Metrics {
             &["rollout"],
         )
         .expect("valid metric");
+        let forward_auth_unknown_rollout = IntCounter::new(
+            "switchyard_forward_auth_unknown_rollout_total",
+            "Forward-auth requests for a rollout that does not exist (answered legacy, reason unknown_rollout): a proxy configuration names the wrong rollout.",
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             opts(
                 "switchyard_build_info",
@@ -262,6 +268,7 @@ impl Metrics {
             Box::new(build_info.clone()),
             Box::new(rule_matches.clone()),
             Box::new(schedule_steps_applied.clone()),
+            Box::new(forward_auth_unknown_rollout.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -286,6 +293,7 @@ impl Metrics {
             build_info,
             rule_matches,
             schedule_steps_applied,
+            forward_auth_unknown_rollout,
         }
         .with_store_errors_at_zero()
     }

@@ -411,6 +411,10 @@ impl Application {
             catalog: catalog.clone(),
             tallies,
             metrics_require_token: settings.metrics.require_token,
+            forward_auth: http::forward_auth::ForwardAuth::new(
+                &settings.forward_auth,
+                &settings.legacy,
+            ),
         });
 
         if !catalog.is_ready() {

@@ -1,7 +1,9 @@
 //! Bearer tokens and scopes. A handler that takes `Authorized<AdminScope>` is authenticated
 //! and authorised before it runs; its `actor` is the token's name (for history and audit).
 //! Where the token is read is the extractor's second parameter: `Authorization: Bearer` by
-//! default, or also `X-API-Key` (`BearerOrApiKey`, for the OpenFeature routes of SPEC §10).
+//! default, or also `X-API-Key` (`BearerOrApiKey`, for the OpenFeature routes of SPEC §10), or
+//! only `X-Switchyard-Token` (`SwitchyardToken`, for forward-auth, SPEC §11, where the
+//! client's own `Authorization` header is forwarded by the proxy and must not be read as ours).
 //!
 //! Tokens are compared as keyed 128-bit digests (SipHash-1-3 under a key drawn at random when
 //! the service starts) in constant time, against every configured token without stopping
@@ -87,8 +89,10 @@ impl Tokens {
     pub fn identify(&self, req: &HttpRequest) -> Result<Identified, ApiError> {
         let presented = Bearer::presented(req)
             .filter(|t| !t.is_empty())
-            .ok_or(ApiError::Unauthorized)?;
-        let entry = self.find(presented).ok_or(ApiError::Unauthorized)?;
+            .ok_or(ApiError::Unauthorized(Bearer::EXPECTED))?;
+        let entry = self
+            .find(presented)
+            .ok_or(ApiError::Unauthorized(Bearer::EXPECTED))?;
         Ok(Identified {
             name: entry.name.clone(),
             scopes: Scope::ALL
@@ -106,8 +110,10 @@ impl Tokens {
     ) -> Result<Arc<str>, ApiError> {
         let presented = C::presented(req)
             .filter(|t| !t.is_empty())
-            .ok_or(ApiError::Unauthorized)?;
-        let entry = self.find(presented).ok_or(ApiError::Unauthorized)?;
+            .ok_or(ApiError::Unauthorized(C::EXPECTED))?;
+        let entry = self
+            .find(presented)
+            .ok_or(ApiError::Unauthorized(C::EXPECTED))?;
         if entry.allows(scope) {
             Ok(entry.name.clone())
         } else {
@@ -118,6 +124,9 @@ impl Tokens {
 
 /// Where a request presents its token.
 pub trait Credential {
+    /// What a 401 says is missing or unknown (`missing or unknown bearer token`).
+    const EXPECTED: &'static str;
+
     fn presented(req: &HttpRequest) -> Option<&str>;
 }
 
@@ -125,6 +134,8 @@ pub trait Credential {
 pub struct Bearer;
 
 impl Credential for Bearer {
+    const EXPECTED: &'static str = "bearer token";
+
     fn presented(req: &HttpRequest) -> Option<&str> {
         req.headers()
             .get(header::AUTHORIZATION)
@@ -140,6 +151,8 @@ impl Credential for Bearer {
 pub struct BearerOrApiKey;
 
 impl Credential for BearerOrApiKey {
+    const EXPECTED: &'static str = "bearer token or X-API-Key";
+
     fn presented(req: &HttpRequest) -> Option<&str> {
         Bearer::presented(req).or_else(|| {
             req.headers()
@@ -147,6 +160,21 @@ impl Credential for BearerOrApiKey {
                 .and_then(|v| v.to_str().ok())
                 .map(str::trim)
         })
+    }
+}
+
+/// `X-Switchyard-Token: <token>` alone (forward-auth, SPEC §11): a proxy forwards the client's
+/// `Authorization` header, which may hold the client's session, never our token.
+pub struct SwitchyardToken;
+
+impl Credential for SwitchyardToken {
+    const EXPECTED: &'static str = "X-Switchyard-Token header";
+
+    fn presented(req: &HttpRequest) -> Option<&str> {
+        req.headers()
+            .get("x-switchyard-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
     }
 }
 
@@ -185,7 +213,7 @@ impl FromRequest for Identified {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(match req.app_data::<web::Data<AppState>>() {
             Some(state) => state.tokens.identify(req),
-            None => Err(ApiError::Unauthorized),
+            None => Err(ApiError::Unauthorized(Bearer::EXPECTED)),
         })
     }
 }
@@ -209,7 +237,7 @@ impl<S: RequiredScope, C: Credential> FromRequest for Authorized<S, C> {
                     actor,
                     _scope: PhantomData,
                 }),
-            None => Err(ApiError::Unauthorized),
+            None => Err(ApiError::Unauthorized(C::EXPECTED)),
         };
         ready(result)
     }
@@ -265,7 +293,7 @@ mod tests {
         assert_eq!(admin.scopes, vec![Scope::Read, Scope::Admin]);
         let app = identify("decide-token-0123456789abcdef").unwrap();
         assert_eq!(app.scopes, vec![Scope::Decide]);
-        assert!(matches!(identify("nope"), Err(ApiError::Unauthorized)));
+        assert!(matches!(identify("nope"), Err(ApiError::Unauthorized(_))));
     }
 
     #[test]

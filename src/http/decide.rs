@@ -195,7 +195,8 @@ fn needs_escape(bytes: &[u8]) -> bool {
         .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
-const MAX_KEY_BYTES: usize = 512;
+/// The longest user key or device id decide takes.
+pub const MAX_KEY_BYTES: usize = 512;
 
 /// The members of a decide request as sent, before they are checked: what both
 /// `POST /v1/decide` and the OpenFeature evaluation context (`super::ofrep`) carry.

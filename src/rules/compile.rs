@@ -112,7 +112,7 @@ fn is_valid_rule_id(id: &str) -> bool {
 
 /// A cookie name: an RFC 6265 token of at most 128 characters (`sy_` and the longest key
 /// fit).
-fn is_valid_cookie_name(name: &str) -> bool {
+pub fn is_valid_cookie_name(name: &str) -> bool {
     (1..=128).contains(&name.len())
         && name.bytes().all(|c| {
             c.is_ascii_alphanumeric()
@@ -554,7 +554,9 @@ fn list<T>(
     Some(out)
 }
 
-fn parse_network(text: &str) -> Result<IpNet, String> {
+/// An `ip_ranges` element (its documented form, [`formats::IP_RANGE`]): a range, or a single
+/// address as a range of one.
+pub fn parse_network(text: &str) -> Result<IpNet, String> {
     if !formats::is_ip_range(text) {
         return Err(format!("invalid CIDR '{text}'"));
     }

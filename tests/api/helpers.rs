@@ -92,6 +92,15 @@ impl TestApp {
         self.handle.stop(true).await;
     }
 
+    /// The port the service listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.address
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("the address ends with the port")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }

@@ -199,6 +199,45 @@ async fn options_answers_allow_and_every_405_carries_the_same_allow() {
 }
 
 #[tokio::test]
+async fn the_forward_auth_path_takes_every_method_so_it_has_no_405_nor_allow() {
+    let app = spawn_app().await;
+    let path = "/v1/forward-auth/stytch-login";
+    let token = [("X-Switchyard-Token", DECIDE_TOKEN)];
+    for method in [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::TRACE,
+    ] {
+        let response = app.raw(method.clone(), path, None, &token, None).await;
+        assert_eq!(response.status(), StatusCode::OK, "{method} {path}");
+        assert_eq!(response.headers().get("allow"), None, "{method} {path}");
+        assert_eq!(
+            response.headers()["x-switchyard-flow"],
+            "legacy",
+            "{method} {path}"
+        );
+    }
+    // A path that only begins like it is not it.
+    for other in ["/v1/forward-authx/stytch-login", "/v1/forward-auths"] {
+        let response = app.raw(Method::GET, other, None, &token, None).await;
+        assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
+    }
+    // The route is counted under its pattern, never the raw path.
+    let text = app.metrics_text().await;
+    assert!(
+        text.contains(
+            "switchyard_http_requests_total{route=\"/v1/forward-auth/{rollout}\",status=\"200\"} 8"
+        ),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn a_trailing_slash_is_404_naming_the_path_without_it() {
     let app = spawn_app().await;
     for (path, meant) in [

@@ -32,7 +32,8 @@ const VARIABLES: &[(&str, &str)] = &[
 /// Multi-value variables (with "All" = `.*`): usable only as `label=~"$name"`.
 const MULTI_VALUE: &[&str] = &["rollout", "instance"];
 
-/// Every metric of SPEC §6 (and the restores counter), each of which the dashboard shows.
+/// Every metric of SPEC §6 (and the restores, rule and forward-auth counters), each of which the
+/// dashboard shows.
 const METRICS: &[&str] = &[
     "switchyard_decisions_total",
     "switchyard_decision_duration_seconds",
@@ -50,6 +51,7 @@ const METRICS: &[&str] = &[
     "switchyard_build_info",
     "switchyard_rule_matches_total",
     "switchyard_schedule_steps_applied_total",
+    "switchyard_forward_auth_unknown_rollout_total",
 ];
 
 // ------------------------------------------------------------------------------------------
@@ -706,6 +708,7 @@ fn every_alert_has_a_severity_a_summary_and_a_description_that_says_what_to_do()
             "SwitchyardStytchLoginFailuresAboveLegacy",
             "SwitchyardDecideLatencyHigh",
             "SwitchyardRejectedCookiesBurst",
+            "SwitchyardForwardAuthUnknownRollout",
         ]
     );
     // Each rule's block, from its `- alert:` line to the next one.

@@ -2,7 +2,8 @@
 # Checks that the OpenAPI document says exactly what the service does: schemathesis (pinned in
 # tests/fuzz/requirements.txt, installed with --require-hashes into target/tools/venv) runs every
 # check and every phase — examples, coverage, fuzzing, stateful — against a switchyard binary
-# started on a free port with a temporary data folder and one token holding every scope.
+# started on a free port with a temporary data folder and one token holding every scope (sent
+# as a bearer token, and as X-Switchyard-Token for forward-auth).
 # Fixed seed, bounded examples: the same cases each run, a minute or two on 2 cores.
 # schemathesis.toml and hooks.py beside this script allow only the answers no schema can state
 # (412 for a stale If-Match, 422 for a few rules across fields or on the stored state).
@@ -80,6 +81,7 @@ cd "$TMP"
 PYTHONPATH=$ROOT/tests/fuzz SCHEMATHESIS_HOOKS=hooks \
   "$VENV/bin/schemathesis" --config-file "$ROOT/tests/fuzz/schemathesis.toml" run "$URL/openapi.json" \
   -H "Authorization: Bearer $TOKEN" \
+  -H "X-Switchyard-Token: $TOKEN" \
   --checks all \
   --phases examples,coverage,fuzzing,stateful \
   --max-examples "$MAX_EXAMPLES" \
