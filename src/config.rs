@@ -239,12 +239,19 @@ pub struct GuardSettings {
     /// The longest guard window: login outcome and decision counts are kept this long (and a
     /// minute more), so a guard can look back this far.
     pub max_window_seconds: u64,
+    /// How often every guard judges its window (SPEC §9), in seconds (1 to 3600).
+    pub interval_seconds: u64,
+    /// Where a trip is POSTed as JSON (a Slack incoming webhook shows its `text`); `None`:
+    /// nowhere. An `http://` or `https://` URL.
+    pub webhook_url: Option<String>,
 }
 
 impl Default for GuardSettings {
     fn default() -> Self {
         GuardSettings {
             max_window_seconds: 3600,
+            interval_seconds: 10,
+            webhook_url: None,
         }
     }
 }
@@ -536,6 +543,20 @@ impl Settings {
                 ),
             );
         }
+        if !(1..=3600).contains(&self.guards.interval_seconds) {
+            error(
+                "guards.interval_seconds",
+                format!(
+                    "must be from 1 to 3600 seconds, not {}",
+                    self.guards.interval_seconds
+                ),
+            );
+        }
+        if let Some(url) = &self.guards.webhook_url {
+            if let Err(problem) = crate::guard::webhook::WebhookUrl::parse(url) {
+                error("guards.webhook_url", problem);
+            }
+        }
         let mut names = std::collections::HashSet::new();
         for (i, t) in self.tokens.iter().enumerate() {
             let at = format!("tokens[{i}]");
@@ -682,8 +703,20 @@ impl Settings {
         );
         let _ = writeln!(
             out,
-            "\n[guards]\nmax_window_seconds = {}",
-            self.guards.max_window_seconds
+            "\n[guards]\nmax_window_seconds = {}\ninterval_seconds = {}\nwebhook_url = {}",
+            self.guards.max_window_seconds,
+            self.guards.interval_seconds,
+            // A webhook URL often holds a secret (Slack's does): show only where it goes.
+            self.guards
+                .webhook_url
+                .as_deref()
+                .map_or(
+                    "(unset)".into(),
+                    |url| match crate::guard::webhook::WebhookUrl::parse(url) {
+                        Ok(parsed) => format!("{:?} (path hidden)", parsed.origin()),
+                        Err(_) => "(invalid)".into(),
+                    }
+                )
         );
         let _ = writeln!(
             out,

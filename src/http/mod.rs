@@ -7,6 +7,7 @@ pub mod body;
 pub mod decide;
 pub mod enrollments;
 pub mod error;
+pub mod guards;
 pub mod ofrep;
 pub mod ops;
 pub mod outcomes;
@@ -28,6 +29,7 @@ use actix_web::{
 use crate::admin::Admin;
 use crate::catalog::Catalog;
 use crate::decider::Decider;
+use crate::guard::GuardViews;
 use crate::metrics::Metrics;
 use crate::tally::TallyStore;
 use auth::Tokens;
@@ -43,6 +45,8 @@ pub struct AppState {
     pub catalog: Arc<Catalog>,
     /// Outcome and decision counts of every replica, by rollout and 10-second bucket.
     pub tallies: Arc<dyn TallyStore>,
+    /// What each guard saw last (kept by the guard evaluator).
+    pub guards: Arc<GuardViews>,
     pub metrics_require_token: bool,
 }
 
@@ -156,6 +160,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource(
         "/v1/rollouts/{key}/history",
         [on(M::GET, rollouts::history)],
+    ))
+    .service(resource(
+        "/v1/rollouts/{key}/guard",
+        [on(M::GET, guards::get)],
     ))
     .service(resource(
         "/v1/rollouts/{key}/rollback",
