@@ -7,6 +7,7 @@ mod decide_fuzz;
 mod errors;
 mod evaluation;
 mod geoip;
+mod guard;
 mod helpers;
 mod http_edges;
 mod metrics;
