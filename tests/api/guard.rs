@@ -502,10 +502,7 @@ async fn two_replicas_on_redis_add_up_outcomes_reported_half_to_each_and_trip_on
     let b = guarded_replica(&redis.url()).await;
     a.create_rollout(guarded("shared", 100.0, "kill")).await;
     eventually(Duration::from_secs(3), "b sees the rollout", || async {
-        b.get(&"/v1/rollouts/shared".to_string(), READ_TOKEN)
-            .await
-            .status()
-            == StatusCode::OK
+        b.get("/v1/rollouts/shared", READ_TOKEN).await.status() == StatusCode::OK
     })
     .await;
     wait_until_counting(&a, "shared").await;
