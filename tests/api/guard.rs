@@ -112,10 +112,13 @@ async fn guarded_replica(url: &str) -> TestApp {
     spawn_with(settings, dir).await
 }
 
-/// A rollout `key` at `percentage` with a guard (SPEC §9's example, `action`).
+/// A rollout `key` at `percentage` with a guard: SPEC §9's example with `action`, but 300
+/// attempts per flow at least — so that a guard judging while the 300 + 300 reports of a test
+/// are still arriving cannot trip before the last one: the evidence is then exactly what was
+/// reported, and the time from the last report to the trip is the guard's reaction time.
 fn guarded(key: &str, percentage: f64, action: &str) -> Value {
     let mut body = rollout(key, percentage, json!([]));
-    body["guard"] = json!({"window_seconds": 600, "min_attempts": 200,
+    body["guard"] = json!({"window_seconds": 600, "min_attempts": 300,
                            "max_failure_rate_increase": 2.0, "confidence": 0.95,
                            "action": action});
     body
@@ -321,7 +324,7 @@ async fn equal_failure_rates_and_too_few_attempts_never_trip() {
     // 5 % each, 400 attempts each.
     report(&[&app], "equal", "legacy", 400, 20).await;
     report(&[&app], "equal", "stytch", 400, 20).await;
-    // Half of Stytch's 150 attempts fail, none of legacy's 150: but 150 < min_attempts.
+    // Half of Stytch's 150 attempts fail, none of legacy's 150: but 150 < min_attempts (300).
     report(&[&app], "few", "legacy", 150, 0).await;
     report(&[&app], "few", "stytch", 150, 75).await;
     // Four intervals after the counts are flushed.
@@ -400,8 +403,8 @@ async fn a_pause_goes_back_one_step_and_devices_that_met_stytch_stay_there() {
     );
 
     wait_until_counting(&app, "paused").await;
-    report(&[&app], "paused", "legacy", 250, 5).await;
-    report(&[&app], "paused", "stytch", 250, 50).await;
+    report(&[&app], "paused", "legacy", 300, 6).await;
+    report(&[&app], "paused", "stytch", 300, 60).await;
     eventually(Duration::from_secs(4), "the pause", || async {
         app.get_json("/v1/rollouts/paused", READ_TOKEN).await["percentage"] == 10.0
     })
@@ -507,7 +510,7 @@ async fn two_replicas_on_redis_add_up_outcomes_reported_half_to_each_and_trip_on
     .await;
     wait_until_counting(&a, "shared").await;
     wait_until_counting(&b, "shared").await;
-    // Half to each replica: neither has 200 attempts of a flow by itself... but together 300.
+    // Half to each replica: neither has the 300 attempts of a flow the guard needs by itself.
     report(&[&a, &b], "shared", "legacy", 300, 6).await;
     report(&[&a, &b], "shared", "stytch", 300, 45).await;
     for app in [&a, &b] {
