@@ -846,4 +846,35 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn guards_look_every_10_s_by_default_and_a_wrong_interval_or_webhook_url_is_named() {
+        let mut settings = Settings::default();
+        assert_eq!(settings.guards.interval_seconds, 10);
+        assert_eq!(settings.guards.webhook_url, None);
+        let named = |settings: &Settings, setting: &str| {
+            settings
+                .problems()
+                .into_iter()
+                .find(|p| p.setting == setting)
+                .map(|p| p.message)
+        };
+        for wrong in [0, 3601] {
+            settings.guards.interval_seconds = wrong;
+            let message = named(&settings, "guards.interval_seconds").expect("refused");
+            assert!(message.contains(&wrong.to_string()), "{message}");
+        }
+        settings.guards.interval_seconds = 1;
+        for wrong in ["hooks.slack.com/services/x", "ftp://example.com/hook"] {
+            settings.guards.webhook_url = Some(wrong.into());
+            let message = named(&settings, "guards.webhook_url").expect("refused");
+            assert!(message.contains(wrong), "{message}");
+        }
+        settings.guards.webhook_url = Some("https://hooks.slack.com/services/T0/B0/secret".into());
+        assert!(settings.problems().is_empty(), "{:?}", settings.problems());
+        // The effective configuration shows where the webhook goes, never its secret path.
+        let shown = settings.redacted();
+        assert!(shown.contains("https://hooks.slack.com:443"), "{shown}");
+        assert!(!shown.contains("T0/B0"), "{shown}");
+    }
 }
