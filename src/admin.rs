@@ -15,6 +15,8 @@ use serde_json::Value;
 
 use crate::catalog::Catalog;
 use crate::cookies::CookieSigner;
+use crate::guard::trip::{tripped_content, GUARD_ACTOR};
+use crate::guard::TripEvidence;
 use crate::rules::compile::{is_valid_key, validate_content, MAX_EPOCH};
 use crate::rules::model::{Sticky, StickyDraft, SERVER_KEPT};
 use crate::rules::schedule::{self, DueStep};
@@ -126,6 +128,8 @@ struct Write<'a> {
     action: Action,
     restored_version: Option<u64>,
     actor: &'a str,
+    /// A guard's trip: what it did and why (kept in the change record).
+    evidence: Option<TripEvidence>,
 }
 
 pub struct Admin {
@@ -394,6 +398,7 @@ impl Admin {
             action,
             restored_version,
             actor,
+            evidence,
         } = write;
         let op = match action {
             Action::Created => "create",
@@ -413,6 +418,7 @@ impl Admin {
             at,
             changes: diff(previous, content.as_ref()),
             restored_version,
+            evidence,
         };
         let next = content.map(|content| Rollout {
             key: key.to_string(),
@@ -491,6 +497,7 @@ impl Admin {
                 action: Action::Created,
                 restored_version: None,
                 actor,
+                evidence: None,
             };
             match self.commit(write).await {
                 Err(AdminError::Retired { last, .. }) if retired != Some(last) => {
@@ -598,6 +605,7 @@ impl Admin {
                 action,
                 restored_version,
                 actor,
+                evidence: None,
             })
             .await?;
         Ok(updated.expect("an update yields a rollout"))
@@ -620,6 +628,7 @@ impl Admin {
             action: Action::Deleted,
             restored_version: None,
             actor,
+            evidence: None,
         })
         .await?;
         Ok(())
@@ -690,10 +699,49 @@ impl Admin {
                 action: Action::Updated,
                 restored_version: None,
                 actor: SCHEDULE_ACTOR,
+                evidence: None,
             })
             .await?
             .expect("an update yields a rollout");
         Ok(Some(AppliedStep { rollout, step }))
+    }
+
+    /// A guard's trip: its action (`rules` of `guard::trip::tripped_content`) written as one
+    /// version by [`GUARD_ACTOR`], with the evidence in its change record — only if the
+    /// rollout is still at `judged_version`, the version the guard judged. The write is a
+    /// compare-and-set on that version, so when several replicas trip at once one writes and
+    /// the others get `Ok(None)` (or `VersionMismatch`, when another write came between the
+    /// read and the commit): reading again, they find the trip done. A trip that changes
+    /// nothing (a `pause` at the step it would go back to) is still written, so that the
+    /// evidence is kept and the guard waits for a person.
+    pub async fn trip_guard(
+        &self,
+        key: &str,
+        judged_version: u64,
+        trip: TripEvidence,
+    ) -> Result<Option<Rollout>, AdminError> {
+        let _writer = self.writer.lock().await;
+        let current = self.current(key).await?;
+        if current.version != judged_version {
+            return Ok(None);
+        }
+        let mut content = tripped_content(&current.content, trip.action);
+        schedule::settle_write(Some(&current.content), &mut content);
+        validate_content(&content)?;
+        let rollout = self
+            .commit(Write {
+                key,
+                previous: Some(&current),
+                retired: None,
+                content: Some(content),
+                action: Action::Updated,
+                restored_version: None,
+                actor: GUARD_ACTOR,
+                evidence: Some(trip),
+            })
+            .await?
+            .expect("an update yields a rollout");
+        Ok(Some(rollout))
     }
 
     pub async fn history(&self, key: &str) -> Result<Vec<HistoryEntry>, AdminError> {

@@ -242,12 +242,19 @@ pub struct GuardSettings {
     /// minute more), so a guard can look back this far — and never less than the hour the
     /// admin page charts (`GET /v1/rollouts/{key}/stats`).
     pub max_window_seconds: u64,
+    /// How often every guard judges its window (SPEC §9), in seconds (1 to 3600).
+    pub interval_seconds: u64,
+    /// Where a trip is POSTed as JSON (a Slack incoming webhook shows its `text`); `None`:
+    /// nowhere. An `http://` or `https://` URL.
+    pub webhook_url: Option<String>,
 }
 
 impl Default for GuardSettings {
     fn default() -> Self {
         GuardSettings {
             max_window_seconds: 3600,
+            interval_seconds: 10,
+            webhook_url: None,
         }
     }
 }
@@ -631,6 +638,20 @@ impl Settings {
                 ),
             );
         }
+        if !(1..=3600).contains(&self.guards.interval_seconds) {
+            error(
+                "guards.interval_seconds",
+                format!(
+                    "must be from 1 to 3600 seconds, not {}",
+                    self.guards.interval_seconds
+                ),
+            );
+        }
+        if let Some(url) = &self.guards.webhook_url {
+            if let Err(problem) = crate::guard::webhook::WebhookUrl::parse(url) {
+                error("guards.webhook_url", problem);
+            }
+        }
         let mut names = std::collections::HashSet::new();
         for (i, t) in self.tokens.iter().enumerate() {
             let at = format!("tokens[{i}]");
@@ -799,8 +820,20 @@ impl Settings {
         );
         let _ = writeln!(
             out,
-            "\n[guards]\nmax_window_seconds = {}",
-            self.guards.max_window_seconds
+            "\n[guards]\nmax_window_seconds = {}\ninterval_seconds = {}\nwebhook_url = {}",
+            self.guards.max_window_seconds,
+            self.guards.interval_seconds,
+            // A webhook URL often holds a secret (Slack's does): show only where it goes.
+            self.guards
+                .webhook_url
+                .as_deref()
+                .map_or(
+                    "(unset)".into(),
+                    |url| match crate::guard::webhook::WebhookUrl::parse(url) {
+                        Ok(parsed) => format!("{:?} (path hidden)", parsed.origin()),
+                        Err(_) => "(invalid)".into(),
+                    }
+                )
         );
         let _ = writeln!(
             out,
@@ -943,5 +976,36 @@ mod tests {
                 settings.problems()
             );
         }
+    }
+
+    #[test]
+    fn guards_look_every_10_s_by_default_and_a_wrong_interval_or_webhook_url_is_named() {
+        let mut settings = Settings::default();
+        assert_eq!(settings.guards.interval_seconds, 10);
+        assert_eq!(settings.guards.webhook_url, None);
+        let named = |settings: &Settings, setting: &str| {
+            settings
+                .problems()
+                .into_iter()
+                .find(|p| p.setting == setting)
+                .map(|p| p.message)
+        };
+        for wrong in [0, 3601] {
+            settings.guards.interval_seconds = wrong;
+            let message = named(&settings, "guards.interval_seconds").expect("refused");
+            assert!(message.contains(&wrong.to_string()), "{message}");
+        }
+        settings.guards.interval_seconds = 1;
+        for wrong in ["hooks.slack.com/services/x", "ftp://example.com/hook"] {
+            settings.guards.webhook_url = Some(wrong.into());
+            let message = named(&settings, "guards.webhook_url").expect("refused");
+            assert!(message.contains(wrong), "{message}");
+        }
+        settings.guards.webhook_url = Some("https://hooks.slack.com/services/T0/B0/secret".into());
+        assert!(settings.problems().is_empty(), "{:?}", settings.problems());
+        // The effective configuration shows where the webhook goes, never its secret path.
+        let shown = settings.redacted();
+        assert!(shown.contains("https://hooks.slack.com:443"), "{shown}");
+        assert!(!shown.contains("T0/B0"), "{shown}");
     }
 }

@@ -32,7 +32,14 @@ pub struct Metrics {
     /// Counted by the schedule runner alone (`schedule_step_applied`).
     schedule_steps_applied: IntCounterVec,
     pub forward_auth_unknown_rollout: IntCounter,
+    /// Counted by the guard evaluator alone (`guard_tripped`).
+    guard_trips: IntCounterVec,
+    /// Set by the guard evaluator alone (`guard_state`).
+    guard_states: IntGaugeVec,
 }
+
+/// The `action` label values of `switchyard_guard_trips_total`.
+const GUARD_ACTIONS: [&str; 2] = ["kill", "pause"];
 
 /// Every store operation that can fail, so their error counters exist from the start.
 pub const STORE_OPS: [&str; 16] = [
@@ -243,6 +250,22 @@ impl Metrics {
             "Forward-auth requests for a rollout that does not exist (answered legacy, reason unknown_rollout): a proxy configuration names the wrong rollout.",
         )
         .expect("valid metric");
+        let guard_trips = IntCounterVec::new(
+            opts(
+                "switchyard_guard_trips_total",
+                "Guard trips this replica wrote (each one a new version by the actor `guard`), by rollout and action (kill, pause).",
+            ),
+            &["rollout", "action"],
+        )
+        .expect("valid metric");
+        let guard_states = IntGaugeVec::new(
+            opts(
+                "switchyard_guard_state",
+                "Where each rollout's guard stands: 0 watching, 1 insufficient data, 2 tripped, 3 off.",
+            ),
+            &["rollout"],
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             opts(
                 "switchyard_build_info",
@@ -269,6 +292,8 @@ impl Metrics {
             Box::new(rule_matches.clone()),
             Box::new(schedule_steps_applied.clone()),
             Box::new(forward_auth_unknown_rollout.clone()),
+            Box::new(guard_trips.clone()),
+            Box::new(guard_states.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -294,6 +319,8 @@ impl Metrics {
             rule_matches,
             schedule_steps_applied,
             forward_auth_unknown_rollout,
+            guard_trips,
+            guard_states,
         }
         .with_store_errors_at_zero()
     }
@@ -387,6 +414,10 @@ impl Metrics {
         let _ = self.rollout_version.remove_label_values(&[rollout]);
         let _ = self.enrollments.remove_label_values(&[rollout]);
         let _ = self.schedule_steps_applied.remove_label_values(&[rollout]);
+        let _ = self.guard_states.remove_label_values(&[rollout]);
+        for action in GUARD_ACTIONS {
+            let _ = self.guard_trips.remove_label_values(&[rollout, action]);
+        }
         for flow in [Flow::Stytch, Flow::Legacy] {
             for reason in Reason::ALL {
                 let _ =
@@ -413,6 +444,20 @@ impl Metrics {
         self.schedule_steps_applied
             .with_label_values(&[rollout])
             .inc();
+    }
+
+    /// Counts one trip this replica wrote to `rollout` (`action`: `kill` or `pause`).
+    pub fn guard_tripped(&self, rollout: &str, action: &str) {
+        self.guard_trips.with_label_values(&[rollout, action]).inc();
+    }
+
+    /// Sets where `rollout`'s guard stands (0 watching … 3 off); the trip counters of a
+    /// guarded rollout are exported from the first time, at zero.
+    pub fn guard_state(&self, rollout: &str, state: i64) {
+        self.guard_states.with_label_values(&[rollout]).set(state);
+        for action in GUARD_ACTIONS {
+            self.guard_trips.with_label_values(&[rollout, action]);
+        }
     }
 
     /// Records whether a store operation reached the store.

@@ -24,6 +24,9 @@ use crate::config::{
 use crate::cookies::CookieSigner;
 use crate::decider::Decider;
 use crate::geo::{GeoError, GeoIp};
+use crate::guard::evaluator::{GuardEvaluator, RunningGuards};
+use crate::guard::webhook::{Webhook, WebhookUrl};
+use crate::guard::GuardViews;
 use crate::http::auth::Tokens;
 use crate::http::body::{BodyLimit, RequestTimeout};
 use crate::http::{self, AppState};
@@ -62,6 +65,8 @@ pub enum StartupError {
         #[source]
         source: std::io::Error,
     },
+    #[error("guards.webhook_url: {0}")]
+    WebhookUrl(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -87,6 +92,8 @@ pub struct Application {
     background: Vec<tokio::task::JoinHandle<()>>,
     /// The schedule runner: stopped with the server, between two writes.
     schedules: RunningSchedules,
+    /// The guard evaluator: stopped with the server, between two rollouts.
+    guards: RunningGuards,
     /// Delivers outcome and decision counts; flushed once more when the server stops.
     flusher: Arc<Flusher>,
 }
@@ -410,6 +417,7 @@ impl Application {
             tokens: Tokens::new(&token_settings),
             catalog: catalog.clone(),
             tallies,
+            guards: Arc::new(GuardViews::new()),
             metrics_require_token: settings.metrics.require_token,
             forward_auth: http::forward_auth::ForwardAuth::new(
                 &settings.forward_auth,
@@ -460,6 +468,22 @@ impl Application {
         // Nothing can fail any more: start applying schedules.
         let schedules =
             schedule_runner::spawn(state.admin.clone(), catalog.clone(), state.metrics.clone());
+        let webhook = match &settings.guards.webhook_url {
+            Some(url) => Some(Webhook::new(
+                WebhookUrl::parse(url).map_err(StartupError::WebhookUrl)?,
+            )),
+            None => None,
+        };
+        let guards = GuardEvaluator {
+            admin: state.admin.clone(),
+            catalog: catalog.clone(),
+            tallies: state.tallies.clone(),
+            metrics: state.metrics.clone(),
+            views: state.guards.clone(),
+            interval: Duration::from_secs(settings.guards.interval_seconds.max(1)),
+            webhook,
+        }
+        .spawn();
         Ok(Application {
             port,
             server: server.run(),
@@ -468,6 +492,7 @@ impl Application {
             store_description,
             background,
             schedules,
+            guards,
             flusher,
         })
     }
@@ -486,6 +511,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
         self.schedules.stop().await;
+        self.guards.stop().await;
         for task in &self.background {
             task.abort();
         }

@@ -10,6 +10,7 @@ pub mod enrollments;
 pub mod error;
 pub mod evaluate;
 pub mod forward_auth;
+pub mod guards;
 pub mod ofrep;
 pub mod ops;
 pub mod outcomes;
@@ -33,6 +34,7 @@ use actix_web::{
 use crate::admin::Admin;
 use crate::catalog::Catalog;
 use crate::decider::Decider;
+use crate::guard::GuardViews;
 use crate::metrics::Metrics;
 use crate::tally::TallyStore;
 use auth::Tokens;
@@ -48,6 +50,8 @@ pub struct AppState {
     pub catalog: Arc<Catalog>,
     /// Outcome and decision counts of every replica, by rollout and 10-second bucket.
     pub tallies: Arc<dyn TallyStore>,
+    /// What each guard saw last (kept by the guard evaluator).
+    pub guards: Arc<GuardViews>,
     pub metrics_require_token: bool,
     /// Forward-auth's trusted proxies and header names (SPEC §11).
     pub forward_auth: forward_auth::ForwardAuth,
@@ -183,6 +187,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource(
         "/v1/rollouts/{key}/history",
         [on(M::GET, rollouts::history)],
+    ))
+    .service(resource(
+        "/v1/rollouts/{key}/guard",
+        [on(M::GET, guards::get)],
     ))
     .service(resource(
         "/v1/rollouts/{key}/rollback",

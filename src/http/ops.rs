@@ -56,6 +56,7 @@ mod tests {
         ("/v1/rollouts/{key}", "patch"),
         ("/v1/rollouts/{key}", "delete"),
         ("/v1/rollouts/{key}/history", "get"),
+        ("/v1/rollouts/{key}/guard", "get"),
         ("/v1/rollouts/{key}/rollback", "post"),
         ("/v1/rollouts/{key}/evaluate", "post"),
         ("/v1/rollouts/{key}/stats", "get"),

@@ -896,6 +896,7 @@ mod tests {
                 at: chrono::Utc::now(),
                 changes: Vec::new(),
                 restored_version: None,
+                evidence: None,
             },
             previous_epoch: None,
         })

@@ -48,6 +48,9 @@ pub struct ChangeRecord {
     /// For rollbacks: the version whose content was restored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restored_version: Option<u64>,
+    /// For a guard's trip (actor `guard`): what it did and the counts it judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<crate::guard::TripEvidence>,
 }
 
 /// One version of a rollout in its history: the record and the full content of that version.

@@ -9,6 +9,7 @@ mod errors;
 mod evaluation;
 mod forward_auth;
 mod geoip;
+mod guard;
 mod helpers;
 mod http_edges;
 mod metrics;

@@ -201,11 +201,12 @@ async fn http_requests_are_labelled_with_the_route_pattern_never_the_raw_path() 
         .filter(|s| s.name == "switchyard_http_requests_total")
     {
         let route = &sample.labels.iter().find(|(k, _)| k == "route").unwrap().1;
-        const ROUTES: [&str; 20] = [
+        const ROUTES: [&str; 21] = [
             "/v1/decide",
             "/v1/rollouts",
             "/v1/rollouts/{key}",
             "/v1/rollouts/{key}/history",
+            "/v1/rollouts/{key}/guard",
             "/v1/rollouts/{key}/rollback",
             "/v1/rollouts/{key}/override-cookies",
             "/v1/rollouts/{key}/enrollments",

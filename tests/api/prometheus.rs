@@ -52,6 +52,8 @@ const METRICS: &[&str] = &[
     "switchyard_rule_matches_total",
     "switchyard_schedule_steps_applied_total",
     "switchyard_forward_auth_unknown_rollout_total",
+    "switchyard_guard_trips_total",
+    "switchyard_guard_state",
 ];
 
 // ------------------------------------------------------------------------------------------
@@ -709,6 +711,7 @@ fn every_alert_has_a_severity_a_summary_and_a_description_that_says_what_to_do()
             "SwitchyardDecideLatencyHigh",
             "SwitchyardRejectedCookiesBurst",
             "SwitchyardForwardAuthUnknownRollout",
+            "SwitchyardGuardTripped",
         ]
     );
     // Each rule's block, from its `- alert:` line to the next one.
@@ -871,6 +874,8 @@ async fn every_promql_expression_returns_data_from_a_real_prometheus() {
     let mut settings = test_settings(dir.path());
     let store_folder = dir.path().join("store");
     settings.store.path = store_folder.join("switchyard.redb");
+    // Guards judge every second, so the trip below comes at once.
+    settings.guards.interval_seconds = 1;
     let app = spawn_with(settings, dir).await;
 
     app.create_rollout(rollout(
@@ -881,6 +886,11 @@ async fn every_promql_expression_returns_data_from_a_real_prometheus() {
     .await;
     app.create_rollout(rollout("mobile", 100.0, json!([])))
         .await;
+    // A guarded rollout: its guard trips near the end (the trips annotation, panel and alert
+    // need an increase, after Prometheus has seen the counter at zero).
+    let mut guarded = rollout("guarded", 100.0, json!([]));
+    guarded["guard"] = json!({"min_attempts": 200});
+    app.create_rollout(guarded).await;
     assert_eq!(
         app.enroll("web", "alice@example.com").await,
         StatusCode::CREATED
@@ -939,6 +949,37 @@ async fn every_promql_expression_returns_data_from_a_real_prometheus() {
     app.patch_rollout("web", json!({"percentage": 50})).await;
     round(&app, 4, &override_cookie, &mobile_cookie).await;
 
+    prometheus
+        .wait_for(
+            "the guard's trip counter at zero",
+            r#"switchyard_guard_trips_total{rollout="guarded", action="kill"}"#,
+            |v| v == 0.0,
+        )
+        .await;
+    // Its window starts at the first whole 10-second bucket after the rollout was created.
+    let view = app.get_json("/v1/rollouts/guarded/guard", READ_TOKEN).await;
+    if let Some(start) = view["window_start"].as_str() {
+        let start = chrono::DateTime::parse_from_rfc3339(start).unwrap();
+        let wait = (start.with_timezone(&chrono::Utc) - chrono::Utc::now())
+            .to_std()
+            .unwrap_or_default();
+        tokio::time::sleep(wait + Duration::from_millis(50)).await;
+    }
+    for (flow, failures) in [("legacy", 6), ("stytch", 45)] {
+        for i in 0..300 {
+            let outcome = if i < failures { "failure" } else { "success" };
+            let body = json!({"rollout": "guarded", "flow": flow, "outcome": outcome});
+            let response = app.post("/v1/outcomes", BACKEND_TOKEN, &body).await;
+            assert_eq!(response.status(), StatusCode::ACCEPTED);
+        }
+    }
+    prometheus
+        .wait_for(
+            "the guard's trip",
+            r#"switchyard_guard_trips_total{rollout="guarded", action="kill"}"#,
+            |v| v >= 1.0,
+        )
+        .await;
     prometheus
         .wait_for(
             "the schedule step",

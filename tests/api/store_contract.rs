@@ -92,6 +92,7 @@ fn change(key: &str, expected: Option<u64>, next: Option<Rollout>, action: Actio
             at: Utc::now(),
             changes: Vec::new(),
             restored_version: None,
+            evidence: None,
         },
         previous_epoch: expected.map(|_| 1),
     }
