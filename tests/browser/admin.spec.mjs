@@ -289,60 +289,74 @@ try {
   // 13, which this build does not have yet: until then their answers are completed here with
   // page.route, in SPEC §9's shapes, to check what the page shows of them. Everything else
   // on the page stays real.
-  await step('schedule steps (applied / next / pending) and the guard view render SPEC §9 shapes', async () => {
+  await step('schedule steps (applied / next / pending) and the guard view, from a real schedule and guard', async () => {
     const hour = 3_600_000;
-    const schedule = {
-      state: 'active',
-      steps: [
-        { at: new Date(Date.now() - 2 * hour).toISOString(), percentage: 5 },
-        { at: new Date(Date.now() - hour).toISOString(), percentage: 30 },
-        { at: new Date(Date.now() + 20 * hour).toISOString(), percentage: 50 },
-        { at: new Date(Date.now() + 44 * hour).toISOString(), percentage: 100 },
-      ],
-      applied_steps: 2,
-    };
-    const guard = { enabled: true, window_seconds: 600, min_attempts: 200, max_failure_rate_increase: 2.0, confidence: 0.95, action: 'kill' };
-    const withMembers = (rollout) => (rollout.key === 'stytch-login' ? { ...rollout, schedule, guard } : rollout);
-    await page.route(/\/v1\/rollouts(\/stytch-login)?$/, async (route) => {
-      const response = await route.fetch();
-      const body = await response.json();
-      const json = body.rollouts ? { rollouts: body.rollouts.map(withMembers) } : withMembers(body);
-      await route.fulfill({ response, json });
+    const steps = [
+      { at: new Date(Date.now() - 2 * hour).toISOString(), percentage: 5 },
+      { at: new Date(Date.now() - hour).toISOString(), percentage: 30 },
+      { at: new Date(Date.now() + 20 * hour).toISOString(), percentage: 50 },
+      { at: new Date(Date.now() + 44 * hour).toISOString(), percentage: 100 },
+    ];
+    const guard = { enabled: true, window_seconds: 600, min_attempts: 20, max_failure_rate_increase: 2.0, confidence: 0.95, action: 'kill' };
+    const created = await api('POST', '/v1/rollouts', ADMIN, {
+      key: 'ramped-login',
+      description: 'a planned ramp with a guard',
+      percentage: 0,
+      schedule: { state: 'active', steps },
+      guard,
     });
-    await page.goto(`${URL}/admin#/rollouts/stytch-login`);
-    const steps = page.locator('[data-test=schedule-steps] tbody tr');
-    await steps.first().waitFor({ timeout: TIMEOUT });
-    const states = await steps.locator('td:last-child').allInnerTexts();
-    assert.deepEqual(states, ['applied', 'applied', 'next', 'pending']);
-    // This build answers 404 for the guard view: only the guard's settings show.
-    await page.getByText('Trips when').waitFor({ timeout: TIMEOUT });
-    await page.locator('[data-test=guard-view]').waitFor({ state: 'hidden', timeout: TIMEOUT });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    // The two steps whose time has passed are caught up at once (only the latest is written).
+    const deadline = Date.now() + TIMEOUT;
+    let now;
+    do {
+      now = (await api('GET', '/v1/rollouts/ramped-login', READER)).body;
+      if (now.percentage === 30) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    } while (Date.now() < deadline);
+    assert.equal(now.percentage, 30, JSON.stringify(now));
+    assert.equal(now.updated_by, 'schedule');
+    // The guard's window starts just after the rollout was enabled (outcomes from before are
+    // ignored, SPEC §9): wait for its first evaluation to name that start, and until it has come.
+    let view;
+    const windowKnown = Date.now() + 4 * TIMEOUT;
+    do {
+      view = (await api('GET', '/v1/rollouts/ramped-login/guard', READER)).body;
+      if (view.window_start && Date.parse(view.window_start) < Date.now()) break;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    } while (Date.now() < windowKnown);
+    // Outcomes for the guard to judge: 20 attempts each, 1 Stytch failure, none on legacy.
+    const reports = [];
+    for (let i = 0; i < 20; i += 1) {
+      reports.push(api('POST', '/v1/outcomes', APP, { rollout: 'ramped-login', flow: 'stytch', outcome: i === 0 ? 'failure' : 'success' }));
+      reports.push(api('POST', '/v1/outcomes', APP, { rollout: 'ramped-login', flow: 'legacy', outcome: 'success' }));
+    }
+    assert.ok((await Promise.all(reports)).every((a) => a.status === 202));
+    // The counts are flushed within a second and judged every second (guards.interval_seconds = 1).
+    const judged = Date.now() + 2 * TIMEOUT;
+    do {
+      view = (await api('GET', '/v1/rollouts/ramped-login/guard', READER)).body;
+      if (view.stytch_attempts === 20 && view.legacy_attempts === 20) break;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    } while (Date.now() < judged);
+    assert.equal(view.state, 'watching', JSON.stringify(view));
 
-    await page.route(/\/v1\/rollouts\/stytch-login\/guard$/, (route) =>
-      route.fulfill({
-        json: {
-          state: 'watching',
-          stytch: { attempts: 412, failures: 9, failure_rate_percent: 2.18 },
-          legacy: { attempts: 1630, failures: 31, failure_rate_percent: 1.9 },
-          increase_lower_bound_points: -1.02,
-          max_failure_rate_increase: 2.0,
-          confidence: 0.95,
-          evaluated_at: new Date(Date.now() - 4000).toISOString(),
-        },
-      }),
-    );
-    await page.reload();
-    const view = page.locator('[data-test=guard-view]');
-    await view.locator('table').waitFor({ timeout: TIMEOUT });
-    const text = (await view.innerText()).replace(/\s+/g, ' ');
+    await page.goto(`${URL}/admin#/rollouts/ramped-login`);
+    const rows = page.locator('[data-test=schedule-steps] tbody tr');
+    await rows.first().waitFor({ timeout: TIMEOUT });
+    const states = await rows.locator('td:last-child').allInnerTexts();
+    assert.deepEqual(states, ['applied', 'applied', 'next', 'pending']);
+    await page.getByText('Trips when').waitFor({ timeout: TIMEOUT });
+    const guardView = page.locator('[data-test=guard-view]');
+    await guardView.locator('table').waitFor({ timeout: TIMEOUT });
+    const text = (await guardView.innerText()).replace(/\s+/g, ' ');
     assert.match(text, /watching/);
-    assert.match(text, /stytch 412 9 2\.18%/);
-    assert.match(text, /legacy 1,630 31 1\.9%/);
-    assert.match(text, /Lower bound of the increase: -1\.02 points \(trips above 2\)/);
+    assert.match(text, /stytch 20 1 5%/);
+    assert.match(text, /legacy 20 0 0%/);
+    assert.match(text, /Lower bound of the increase: -?\d+\.\d\d points \(trips above 2\)/);
     await page.screenshot({ path: `${SCREENSHOTS}/schedule-and-guard.png`, fullPage: true });
     await page.goto(`${URL}/admin#/`);
-    assert.match(await page.locator('tr[data-rollout="stytch-login"]').innerText(), /active[\s\S]*2\/4 steps/);
-    await page.unrouteAll();
+    assert.match(await page.locator('tr[data-rollout="ramped-login"]').innerText(), /active[\s\S]*2\/4 steps/);
   });
 
   const reader = await browser.newContext({ viewport: { width: 1360, height: 900 } });

@@ -61,6 +61,8 @@ path = "$TMP/data/switchyard.redb"
 secret = "browser-test-cookie-secret-0123456789abcdef"
 [log]
 level = "warn"
+[guards]
+interval_seconds = 1
 [[tokens]]
 name = "ops"
 token = "$SY_ADMIN_TOKEN"

@@ -1105,9 +1105,12 @@ class RolloutView {
     if (!this.live()) return;
     view.hidden = false;
     const flows = ['stytch', 'legacy'];
-    const rate = (f) => f?.failure_rate_percent ?? (typeof f?.failure_rate === 'number' ? f.failure_rate * 100 : null);
-    const bound = state.increase_lower_bound_points ?? state.bound ?? null;
-    const evaluated = state.evaluated_at ?? state.last_evaluation ?? state.last_evaluated_at ?? null;
+    // GET /v1/rollouts/{key}/guard is flat: stytch_attempts, stytch_failures,
+    // stytch_failure_rate_percent (null without attempts), the same for legacy.
+    const count = (f, what) => state[`${f}_${what}`];
+    const rate = (f) => count(f, 'failure_rate_percent') ?? null;
+    const bound = state.increase_lower_bound_points ?? null;
+    const evaluated = state.evaluated_at ?? null;
     const badge = { watching: 'live', tripped: 'killed', insufficient_data: 'warn' }[state.state] || '';
     replace(
       view,
@@ -1124,9 +1127,9 @@ class RolloutView {
               'tr',
               {},
               h('td', {}, flowBadge(f)),
-              h('td', { class: 'num', text: number.format(state[f]?.attempts ?? 0) }),
-              h('td', { class: 'num', text: number.format(state[f]?.failures ?? 0) }),
-              h('td', { class: 'num', text: rate(state[f]) === null ? '—' : pct(rate(state[f])) }),
+              h('td', { class: 'num', text: number.format(count(f, 'attempts') ?? 0) }),
+              h('td', { class: 'num', text: number.format(count(f, 'failures') ?? 0) }),
+              h('td', { class: 'num', text: rate(f) === null ? '—' : pct(rate(f)) }),
             ),
           ),
         ),
