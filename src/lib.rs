@@ -1,6 +1,7 @@
 //! Switchyard: decides, per request, whether a user logs in through Stytch or the legacy system.
 
 pub mod admin;
+pub mod background;
 pub mod catalog;
 pub mod config;
 pub mod cookies;

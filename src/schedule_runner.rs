@@ -9,13 +9,13 @@
 //! decision (which step is due) is `rules::schedule`'s; this module must not touch the decide
 //! path, HTTP, or the store directly.
 
+use crate::background::Stoppable;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::admin::{Admin, AdminError, AppliedStep};
@@ -33,41 +33,18 @@ const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 /// not expected, since stored rollouts are validated; retried in case a change fixes it).
 const RETRY_AFTER_REFUSAL: Duration = Duration::from_secs(60);
 
-/// The running task, stopped with the server.
-pub struct RunningSchedules {
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
-}
-
-impl RunningSchedules {
-    /// Stops the runner between two writes (never in the middle of one) and waits for it.
-    pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        let mut task = self.task;
-        if tokio::time::timeout(Duration::from_secs(5), &mut task)
-            .await
-            .is_err()
-        {
-            tracing::warn!("the schedule runner did not stop within 5 s; aborted");
-            task.abort();
-        }
-    }
-}
-
 /// Starts the runner.
-pub fn spawn(admin: Arc<Admin>, catalog: Arc<Catalog>, metrics: Arc<Metrics>) -> RunningSchedules {
-    let (stop, stopped) = watch::channel(false);
-    let runner = ScheduleRunner {
-        admin,
-        catalog,
-        metrics,
-        stopped,
-        left_alone_until: HashMap::new(),
-    };
-    RunningSchedules {
-        stop,
-        task: tokio::spawn(runner.run()),
-    }
+pub fn spawn(admin: Arc<Admin>, catalog: Arc<Catalog>, metrics: Arc<Metrics>) -> Stoppable {
+    Stoppable::spawn("schedule runner", |stopped| {
+        ScheduleRunner {
+            admin,
+            catalog,
+            metrics,
+            stopped,
+            left_alone_until: HashMap::new(),
+        }
+        .run()
+    })
 }
 
 struct ScheduleRunner {

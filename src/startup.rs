@@ -17,6 +17,7 @@ use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::admin::{Admin, AdminError};
+use crate::background::Stoppable;
 use crate::catalog::Catalog;
 use crate::config::{
     cookie_secret_problem, token_problem, Backend, Problem, Scope, Settings, TokenSettings,
@@ -24,7 +25,7 @@ use crate::config::{
 use crate::cookies::CookieSigner;
 use crate::decider::Decider;
 use crate::geo::{GeoError, GeoIp};
-use crate::guard::evaluator::{GuardEvaluator, RunningGuards};
+use crate::guard::evaluator::GuardEvaluator;
 use crate::guard::webhook::{Webhook, WebhookUrl};
 use crate::guard::GuardViews;
 use crate::http::auth::Tokens;
@@ -32,7 +33,7 @@ use crate::http::body::{BodyLimit, RequestTimeout};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::rules::ValidationErrors;
-use crate::schedule_runner::{self, RunningSchedules};
+use crate::schedule_runner;
 use crate::sessions::Classifier;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::redis::{RedisOptions, RedisStore};
@@ -91,9 +92,9 @@ pub struct Application {
     /// GeoIP reloader, store follower or probe: stopped with the server.
     background: Vec<tokio::task::JoinHandle<()>>,
     /// The schedule runner: stopped with the server, between two writes.
-    schedules: RunningSchedules,
+    schedules: Stoppable,
     /// The guard evaluator: stopped with the server, between two rollouts.
-    guards: RunningGuards,
+    guards: Stoppable,
     /// Delivers outcome and decision counts; flushed once more when the server stops.
     flusher: Arc<Flusher>,
 }

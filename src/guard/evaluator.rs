@@ -14,6 +14,7 @@
 //! shows) and sets `switchyard_guard_state`. It must not touch the decide path, HTTP, or the
 //! store but through `Admin`.
 
+use crate::background::Stoppable;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -21,7 +22,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use super::statistics::{Confidence, GuardLimits, GuardState, GuardVerdict};
 use super::trip::{self, GuardEvidence, TripEvidence, VersionFacts, ViewState, GUARD_ACTOR};
@@ -103,27 +103,6 @@ impl GuardViews {
     }
 }
 
-/// The running task, stopped with the server.
-pub struct RunningGuards {
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
-}
-
-impl RunningGuards {
-    /// Stops the evaluator between two rollouts (never in the middle of a trip) and waits.
-    pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        let mut task = self.task;
-        if tokio::time::timeout(Duration::from_secs(5), &mut task)
-            .await
-            .is_err()
-        {
-            tracing::warn!("the guard evaluator did not stop within 5 s; aborted");
-            task.abort();
-        }
-    }
-}
-
 /// What the evaluator needs.
 pub struct GuardEvaluator {
     pub admin: Arc<Admin>,
@@ -146,12 +125,8 @@ struct VersionNotes {
 
 impl GuardEvaluator {
     /// Starts the evaluator: it looks at once, then every `interval`.
-    pub fn spawn(self) -> RunningGuards {
-        let (stop, stopped) = watch::channel(false);
-        RunningGuards {
-            stop,
-            task: tokio::spawn(self.run(stopped)),
-        }
+    pub fn spawn(self) -> Stoppable {
+        Stoppable::spawn("guard evaluator", |stopped| self.run(stopped))
     }
 
     async fn run(self, mut stopped: watch::Receiver<bool>) {
