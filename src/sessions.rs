@@ -42,6 +42,14 @@ pub enum SessionAction {
 }
 
 impl SessionAction {
+    pub const ALL: [SessionAction; 5] = [
+        SessionAction::ValidateStytch,
+        SessionAction::ValidateLegacy,
+        SessionAction::MigrateToStytch,
+        SessionAction::LoginStytch,
+        SessionAction::LoginLegacy,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             SessionAction::ValidateStytch => "validate_stytch",

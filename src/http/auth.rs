@@ -26,6 +26,7 @@ use siphasher::sip128::{Hasher128, SipHasher13};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
+use super::header_text::header_text;
 use super::AppState;
 use crate::config::{Scope, TokenSettings};
 
@@ -139,7 +140,7 @@ impl Credential for Bearer {
     fn presented(req: &HttpRequest) -> Option<&str> {
         req.headers()
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
+            .and_then(header_text)
             .and_then(|v| {
                 let (scheme, token) = v.trim().split_once(' ')?;
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
@@ -157,7 +158,7 @@ impl Credential for BearerOrApiKey {
         Bearer::presented(req).or_else(|| {
             req.headers()
                 .get("x-api-key")
-                .and_then(|v| v.to_str().ok())
+                .and_then(header_text)
                 .map(str::trim)
         })
     }
@@ -173,7 +174,7 @@ impl Credential for SwitchyardToken {
     fn presented(req: &HttpRequest) -> Option<&str> {
         req.headers()
             .get("x-switchyard-token")
-            .and_then(|v| v.to_str().ok())
+            .and_then(header_text)
             .map(str::trim)
     }
 }

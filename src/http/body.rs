@@ -25,6 +25,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::error::ApiError;
+use super::header_text::header_text;
 
 /// The largest body accepted, in bytes (`server.max_body_bytes`), as app data.
 #[derive(Debug, Clone, Copy)]
@@ -50,18 +51,18 @@ fn is_json(req: &HttpRequest) -> Result<(), ApiError> {
             "the body must be JSON: send Content-Type: application/json".into(),
         ));
     };
-    let mime = value
-        .to_str()
+    let mime = header_text(value)
         .unwrap_or("")
         .split(';')
         .next()
         .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    match mime.as_str() {
-        "application/json" | "application/merge-patch+json" => Ok(()),
+        .trim();
+    let json = ["application/json", "application/merge-patch+json"];
+    match mime {
+        m if json.iter().any(|j| m.eq_ignore_ascii_case(j)) => Ok(()),
         other => Err(ApiError::UnsupportedMediaType(format!(
-            "content type '{other}' is not supported: send application/json"
+            "content type '{}' is not supported: send application/json",
+            other.to_ascii_lowercase()
         ))),
     }
 }
@@ -76,7 +77,7 @@ impl FromRequest for JsonBytes {
             let declared = req
                 .headers()
                 .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
+                .and_then(header_text)
                 .and_then(|v| v.parse::<usize>().ok());
             match declared {
                 Some(n) if n > limit => Err(ApiError::PayloadTooLarge(limit)),

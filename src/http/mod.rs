@@ -11,6 +11,7 @@ pub mod error;
 pub mod evaluate;
 pub mod forward_auth;
 pub mod guards;
+pub mod header_text;
 pub mod ofrep;
 pub mod ops;
 pub mod outcomes;
@@ -261,13 +262,16 @@ fn request_id(req: &ServiceRequest) -> HeaderValue {
 }
 
 /// Counts one answer. Each worker thread keeps the counters it has used, so the hot path does
-/// no label lookup (route names live as long as the app; a new app starts a fresh cache).
+/// no label lookup (route names live as long as the app; a new app starts a fresh cache). The
+/// cache is a short list searched in order, each hit moved one place up: a worker sees a few
+/// dozen (route, status) pairs at most and the hot ones end up first, cheaper than hashing.
 fn count_answer(metrics: &Arc<Metrics>, route: &str, status: u16) {
     use std::cell::RefCell;
-    use std::collections::HashMap;
     type Key = (usize, usize, usize, u16);
+    /// More pairs than this means something is churning: start over rather than grow.
+    const MAX_CACHED: usize = 256;
     thread_local! {
-        static COUNTERS: RefCell<HashMap<Key, prometheus::IntCounter>> = RefCell::new(HashMap::new());
+        static COUNTERS: RefCell<Vec<(Key, prometheus::IntCounter)>> = const { RefCell::new(Vec::new()) };
     }
     let key = (
         Arc::as_ptr(metrics) as usize,
@@ -277,22 +281,26 @@ fn count_answer(metrics: &Arc<Metrics>, route: &str, status: u16) {
     );
     COUNTERS.with(|counters| {
         let mut counters = counters.borrow_mut();
-        if counters.len() > 4096 {
+        if let Some(i) = counters.iter().position(|(k, _)| *k == key) {
+            counters[i].1.inc();
+            if i > 0 {
+                counters.swap(i, i - 1);
+            }
+            return;
+        }
+        if counters.len() >= MAX_CACHED {
             counters.clear();
         }
-        counters
-            .entry(key)
-            .or_insert_with(|| {
-                let status = actix_web::http::StatusCode::from_u16(status)
-                    .map_or_else(|_| status.to_string(), |s| s.as_str().to_string());
-                metrics.http_requests.with_label_values(&[route, &status])
-            })
-            .inc();
+        let status_text = actix_web::http::StatusCode::from_u16(status)
+            .map_or_else(|_| status.to_string(), |s| s.as_str().to_string());
+        let counter = metrics
+            .http_requests
+            .with_label_values(&[route, &status_text]);
+        counter.inc();
+        counters.push((key, counter));
     });
 }
 
-/// Whether a request is on a hot path (decisions, OpenFeature evaluations, forward-auth,
-/// outcome reports, reads): its span is at DEBUG level, so that at the default INFO level it costs nothing.
 fn is_hot(req: &ServiceRequest) -> bool {
     let method = req.method();
     method == actix_web::http::Method::GET

@@ -12,20 +12,26 @@ use std::net::IpAddr;
 
 use actix_web::http::header::{self, HeaderMap, HeaderName};
 use actix_web::HttpRequest;
+use smallvec::SmallVec;
 
 use super::client::client_address;
 use super::ForwardAuth;
 use crate::decider::CookieJar;
 use crate::http::auth::{Bearer, Credential};
 use crate::http::decide::{SentInput, MAX_KEY_BYTES};
+use crate::http::header_text::header_text;
 
 /// The Stytch session cookies, in the order they are looked for (the JWT first).
 pub const STYTCH_SESSION_COOKIES: [&str; 2] = ["stytch_session_jwt", "stytch_session"];
 
-/// The request's `Cookie` headers, searched by name without building a map: a decision looks
-/// up a handful of names.
-#[derive(Clone, Copy)]
-pub struct HeaderCookies<'a>(&'a HeaderMap);
+/// Cookies a request usually carries without spilling to the heap.
+const INLINE_COOKIES: usize = 8;
+
+/// The request's cookies, read once from its `Cookie` headers (borrowed, in order): a
+/// decision then looks up a handful of names without reading the headers again.
+pub struct HeaderCookies<'a> {
+    pairs: SmallVec<[(&'a str, &'a str); INLINE_COOKIES]>,
+}
 
 impl CookieJar for HeaderCookies<'_> {
     fn cookie(&self, name: &str) -> Option<&str> {
@@ -35,11 +41,12 @@ impl CookieJar for HeaderCookies<'_> {
 
 impl<'a> HeaderCookies<'a> {
     /// Every `name=value` pair of the `Cookie` headers, in order, names and values trimmed
-    /// and a value in double quotes read without them (RFC 6265).
-    fn pairs(self) -> impl Iterator<Item = (&'a str, &'a str)> {
-        self.0
+    /// and a value in double quotes read without them (RFC 6265); a header that is not
+    /// visible ASCII is skipped.
+    pub fn read(headers: &'a HeaderMap) -> HeaderCookies<'a> {
+        let pairs = headers
             .get_all(header::COOKIE)
-            .filter_map(|v| v.to_str().ok())
+            .filter_map(header_text)
             .flat_map(|v| v.split(';'))
             .filter_map(|pair| pair.split_once('='))
             .map(|(name, value)| {
@@ -50,29 +57,23 @@ impl<'a> HeaderCookies<'a> {
                     .unwrap_or(value);
                 (name.trim(), value)
             })
+            .collect();
+        HeaderCookies { pairs }
     }
 
     /// The first cookie of that name (browsers send the most specific path first).
-    pub fn get(self, name: &str) -> Option<&'a str> {
-        self.pairs().find(|(n, _)| *n == name).map(|(_, v)| v)
+    pub fn get(&self, name: &str) -> Option<&'a str> {
+        self.pairs.iter().find(|(n, _)| *n == name).map(|&(_, v)| v)
     }
 
-    /// The value of the first of `names` (in their order) that is sent with a value, in one
-    /// pass over the cookies.
-    pub fn first_of(self, names: &[&str]) -> Option<&'a str> {
-        let mut best: Option<(usize, &'a str)> = None;
-        for (name, value) in self.pairs().filter(|(_, v)| !v.is_empty()) {
-            let Some(rank) = names.iter().position(|n| *n == name) else {
-                continue;
-            };
-            if best.is_none_or(|(best_rank, _)| rank < best_rank) {
-                best = Some((rank, value));
-                if rank == 0 {
-                    break;
-                }
-            }
-        }
-        best.map(|(_, value)| value)
+    /// The value of the first of `names` (in their order) that is sent with a value.
+    pub fn first_of(&self, names: &[&str]) -> Option<&'a str> {
+        names.iter().find_map(|name| {
+            self.pairs
+                .iter()
+                .find(|(n, v)| n == name && !v.is_empty())
+                .map(|&(_, v)| v)
+        })
     }
 }
 
@@ -141,7 +142,7 @@ pub struct Forwarded<'a> {
 fn text<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     headers
         .get(name)
-        .and_then(|v| v.to_str().ok())
+        .and_then(header_text)
         .map(str::trim)
         .filter(|v| !v.is_empty())
 }
@@ -160,9 +161,7 @@ impl<'a> Forwarded<'a> {
         let client_ip = client_address(
             peer,
             &settings.trusted_proxies,
-            headers
-                .get_all(X_FORWARDED_FOR)
-                .filter_map(|v| v.to_str().ok()),
+            headers.get_all(X_FORWARDED_FOR).filter_map(header_text),
             text(headers, &X_REAL_IP),
         );
         let country = settings
@@ -176,7 +175,7 @@ impl<'a> Forwarded<'a> {
             .as_ref()
             .and_then(|name| text(headers, name))
             .filter(|k| k.len() <= MAX_KEY_BYTES);
-        let cookies = HeaderCookies(headers);
+        let cookies = HeaderCookies::read(headers);
         let [stytch_jwt, stytch_opaque] = STYTCH_SESSION_COOKIES;
         let session_cookie = match settings.legacy_session_cookie.as_deref() {
             Some(legacy) => cookies.first_of(&[stytch_jwt, stytch_opaque, legacy]),
@@ -204,7 +203,7 @@ impl<'a> Forwarded<'a> {
         &'s self,
         rollout: &'s str,
         device: Option<&'s DeviceId>,
-    ) -> SentInput<'s, HeaderCookies<'a>> {
+    ) -> SentInput<'s, &'s HeaderCookies<'a>> {
         SentInput {
             rollout,
             user_key: self.user_key,
@@ -214,7 +213,7 @@ impl<'a> Forwarded<'a> {
             platform: self.platform,
             app_version: self.app_version,
             session_token: self.session_token,
-            cookies: self.cookies,
+            cookies: &self.cookies,
         }
     }
 }
@@ -235,7 +234,7 @@ mod tests {
     #[test]
     fn cookies_are_found_by_exact_name_in_every_cookie_header() {
         let headers = jar(&["a=1; sy_flow=s1.x; b=\"quoted\"", "c = 3 ;d=4=5"]);
-        let cookies = HeaderCookies(&headers);
+        let cookies = HeaderCookies::read(&headers);
         assert_eq!(cookies.cookie("sy_flow"), Some("s1.x"));
         assert_eq!(cookies.cookie("a"), Some("1"));
         assert_eq!(cookies.cookie("b"), Some("quoted"));
@@ -248,19 +247,22 @@ mod tests {
     #[test]
     fn the_first_of_two_cookies_of_one_name_wins() {
         let headers = jar(&["sy_flow=first; sy_flow=second"]);
-        assert_eq!(HeaderCookies(&headers).cookie("sy_flow"), Some("first"));
+        assert_eq!(
+            HeaderCookies::read(&headers).cookie("sy_flow"),
+            Some("first")
+        );
     }
 
     #[test]
     fn first_of_takes_the_earliest_name_in_its_list_sent_with_a_value() {
         let headers = jar(&["c=3; b=2; a=; b=22", "a=1"]);
-        let cookies = HeaderCookies(&headers);
+        let cookies = HeaderCookies::read(&headers);
         assert_eq!(cookies.first_of(&["a", "b", "c"]), Some("1"));
         assert_eq!(cookies.first_of(&["b", "a"]), Some("2"));
         assert_eq!(cookies.first_of(&["x", "c", "b"]), Some("3"));
         assert_eq!(cookies.first_of(&["x", "y"]), None);
         let empty = jar(&["a="]);
-        assert_eq!(HeaderCookies(&empty).first_of(&["a"]), None);
+        assert_eq!(HeaderCookies::read(&empty).first_of(&["a"]), None);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::auth::{Authorized, BearerOrApiKey, DecideScope};
 use super::body::{parse, JsonBytes};
+use super::header_text::header_text;
 use super::path::Path;
 use super::AppState;
 pub use error::{FlagError, OfrepError};
@@ -80,13 +81,11 @@ fn etag_of(answer: &[u8]) -> String {
 /// Whether `If-None-Match` names `etag` (weakly compared, as RFC 9110 has it for this
 /// header) or is `*`.
 fn is_current(if_none_match: Option<&HeaderValue>, etag: &str) -> bool {
-    if_none_match
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|list| {
-            list.split(',')
-                .map(str::trim)
-                .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
-        })
+    if_none_match.and_then(header_text).is_some_and(|list| {
+        list.split(',')
+            .map(str::trim)
+            .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
+    })
 }
 
 #[cfg(test)]
