@@ -148,7 +148,9 @@ impl EnrollmentSet {
     }
 }
 
-type Snapshot = HashMap<Box<str>, Arc<LiveRollout>>;
+/// Rollouts by key. Looked up on every decision: hashed with foldhash (seeded per process),
+/// not SipHash, which costs more than the rest of the lookup.
+type Snapshot = HashMap<Box<str>, Arc<LiveRollout>, foldhash::fast::RandomState>;
 
 pub struct Catalog {
     rollouts: ArcSwap<Snapshot>,
@@ -168,7 +170,7 @@ pub struct Catalog {
 impl Catalog {
     pub fn new(metrics: Arc<Metrics>) -> Catalog {
         Catalog {
-            rollouts: ArcSwap::from_pointee(HashMap::new()),
+            rollouts: ArcSwap::from_pointee(Snapshot::default()),
             enrollments: Mutex::new(HashMap::new()),
             tallies: Mutex::new(HashMap::new()),
             writer: Mutex::new(()),
@@ -208,7 +210,7 @@ impl Catalog {
                 )
             })
             .collect();
-        let mut next: Snapshot = HashMap::new();
+        let mut next = Snapshot::default();
         let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let previous = self.rollouts.load();
         for rollout in loaded.rollouts {

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
@@ -454,7 +453,7 @@ impl Application {
                 .app_data(app_state.clone())
                 .app_data(limit)
                 .app_data(RequestTimeout(request_timeout))
-                .wrap(from_fn(http::observe_requests))
+                .wrap(http::observe::ObserveRequests)
                 .configure(http::configure)
         })
         .client_request_timeout(request_timeout)

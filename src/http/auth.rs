@@ -142,8 +142,10 @@ impl Credential for Bearer {
             .get(header::AUTHORIZATION)
             .and_then(header_text)
             .and_then(|v| {
-                let (scheme, token) = v.trim().split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+                let (scheme, token) = v.trim_ascii().split_once(' ')?;
+                scheme
+                    .eq_ignore_ascii_case("bearer")
+                    .then(|| token.trim_ascii())
             })
     }
 }
@@ -159,7 +161,7 @@ impl Credential for BearerOrApiKey {
             req.headers()
                 .get("x-api-key")
                 .and_then(header_text)
-                .map(str::trim)
+                .map(str::trim_ascii)
         })
     }
 }
@@ -175,7 +177,7 @@ impl Credential for SwitchyardToken {
         req.headers()
             .get("x-switchyard-token")
             .and_then(header_text)
-            .map(str::trim)
+            .map(str::trim_ascii)
     }
 }
 

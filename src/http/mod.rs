@@ -12,6 +12,7 @@ pub mod evaluate;
 pub mod forward_auth;
 pub mod guards;
 pub mod header_text;
+pub mod observe;
 pub mod ofrep;
 pub mod ops;
 pub mod outcomes;
@@ -23,11 +24,8 @@ pub mod token_info;
 
 use std::sync::Arc;
 
-use actix_web::body::{BoxBody, EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::header;
 use actix_web::http::Method;
-use actix_web::middleware::Next;
 use actix_web::{
     guard, web, FromRequest, Handler, HttpRequest, HttpResponse, Resource, Responder, Route, Scope,
 };
@@ -230,127 +228,4 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/metrics", [on(M::GET, ops::metrics)]))
     .service(resource("/openapi.json", [on(M::GET, ops::openapi)]))
     .default_service(web::to(not_found));
-}
-
-/// The header that carries a request's id, in and out.
-pub const REQUEST_ID: &str = "x-request-id";
-
-/// A caller's request id if it is sane (1–128 visible ASCII characters), else a new one:
-/// a random per-process prefix and a counter (unique without a system call per request).
-fn request_id(req: &ServiceRequest) -> HeaderValue {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::OnceLock;
-    static PREFIX: OnceLock<u32> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    if let Some(given) = req.headers().get(REQUEST_ID).filter(|v| {
-        !v.is_empty() && v.len() <= 128 && v.as_bytes().iter().all(u8::is_ascii_graphic)
-    }) {
-        return given.clone();
-    }
-    let prefix = *PREFIX.get_or_init(rand::random::<u32>);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    // `pppppppp-nnnnnnnnnnnn` in hex, written without a format string.
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut id = [b'-'; 21];
-    for i in 0..8 {
-        id[i] = HEX[((prefix >> (28 - 4 * i)) & 0xf) as usize];
-    }
-    for i in 0..12 {
-        id[9 + i] = HEX[((n >> (44 - 4 * i)) & 0xf) as usize];
-    }
-    HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("-"))
-}
-
-/// Counts one answer. Each worker thread keeps the counters it has used, so the hot path does
-/// no label lookup (route names live as long as the app; a new app starts a fresh cache). The
-/// cache is a short list searched in order, each hit moved one place up: a worker sees a few
-/// dozen (route, status) pairs at most and the hot ones end up first, cheaper than hashing.
-fn count_answer(metrics: &Arc<Metrics>, route: &str, status: u16) {
-    use std::cell::RefCell;
-    type Key = (usize, usize, usize, u16);
-    /// More pairs than this means something is churning: start over rather than grow.
-    const MAX_CACHED: usize = 256;
-    thread_local! {
-        static COUNTERS: RefCell<Vec<(Key, prometheus::IntCounter)>> = const { RefCell::new(Vec::new()) };
-    }
-    let key = (
-        Arc::as_ptr(metrics) as usize,
-        route.as_ptr() as usize,
-        route.len(),
-        status,
-    );
-    COUNTERS.with(|counters| {
-        let mut counters = counters.borrow_mut();
-        if let Some(i) = counters.iter().position(|(k, _)| *k == key) {
-            counters[i].1.inc();
-            if i > 0 {
-                counters.swap(i, i - 1);
-            }
-            return;
-        }
-        if counters.len() >= MAX_CACHED {
-            counters.clear();
-        }
-        let status_text = actix_web::http::StatusCode::from_u16(status)
-            .map_or_else(|_| status.to_string(), |s| s.as_str().to_string());
-        let counter = metrics
-            .http_requests
-            .with_label_values(&[route, &status_text]);
-        counter.inc();
-        counters.push((key, counter));
-    });
-}
-
-fn is_hot(req: &ServiceRequest) -> bool {
-    let method = req.method();
-    method == actix_web::http::Method::GET
-        || method == actix_web::http::Method::HEAD
-        || matches!(req.path(), "/v1/decide" | "/v1/outcomes")
-        || req.path().starts_with("/ofrep/")
-        || forward_auth::is_under(req.path())
-}
-
-/// Gives every request an id (from `X-Request-Id`, or made) that the response echoes and that
-/// every log line of an admin request carries, and counts every answer in
-/// `switchyard_http_requests_total{route,status}` — the route is the matched pattern, never the
-/// raw path (which may hold user keys). A chunked body is held until the answer is written,
-/// so that an unfinished one ends its connection ([`body::HeldPayload`]).
-pub async fn observe_requests(
-    mut req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    use tracing::Instrument;
-    let metrics = req
-        .app_data::<web::Data<AppState>>()
-        .map(|s| s.metrics.clone());
-    let id = request_id(&req);
-    let id_text = id.to_str().unwrap_or("-");
-    let span = if is_hot(&req) {
-        tracing::debug_span!("request", request_id = id_text, method = %req.method())
-    } else {
-        tracing::info_span!("request", request_id = id_text, method = %req.method())
-    };
-    let held = body::HeldPayload::of_chunked(&mut req);
-    let mut response = next.call(req).instrument(span.clone()).await?;
-    let route = response
-        .request()
-        .match_name()
-        .or_else(|| {
-            forward_auth::is_under(response.request().path()).then_some(forward_auth::ROUTE)
-        })
-        .unwrap_or("unmatched");
-    let status = response.status();
-    span.in_scope(|| tracing::debug!(route, status = status.as_u16(), "answered"));
-    if let Some(metrics) = metrics {
-        count_answer(&metrics, route, status.as_u16());
-    }
-    response
-        .headers_mut()
-        .insert(HeaderName::from_static(REQUEST_ID), id);
-    Ok(match held {
-        None => response.map_into_left_body(),
-        Some(held) => response.map_body(|_, body| {
-            EitherBody::right(BoxBody::new(held.until_written(BoxBody::new(body))))
-        }),
-    })
 }

@@ -224,7 +224,8 @@ pub enum Condition {
     /// Lower-cased; requests are compared case-insensitively.
     Platforms(Vec<Box<str>>),
     AppVersion(VersionReq),
-    UserKeys(HashSet<Box<str>>),
+    /// Hashed with foldhash (seeded per process): checked on every decision.
+    UserKeys(HashSet<Box<str>, foldhash::fast::RandomState>),
 }
 
 impl Condition {

@@ -13,7 +13,8 @@ use crate::rules::compile::IpTable;
 ///
 /// - `peer`: the connection's remote address (`None` when there is none, e.g. a Unix socket).
 /// - `forwarded_for`: the `X-Forwarded-For` header values, in the order they came.
-/// - `real_ip`: the `X-Real-IP` header, read only when no `X-Forwarded-For` names an address.
+/// - `real_ip`: reads the `X-Real-IP` header; called only when no `X-Forwarded-For` names an
+///   address.
 ///
 /// A peer outside `trusted` is the client, whatever the headers say. From a trusted peer, the
 /// `X-Forwarded-For` chain is read from the right: each trusted address is a proxy that
@@ -24,7 +25,7 @@ pub fn client_address<'h>(
     peer: Option<IpAddr>,
     trusted: &IpTable,
     forwarded_for: impl DoubleEndedIterator<Item = &'h str> + Clone,
-    real_ip: Option<&str>,
+    real_ip: impl FnOnce() -> Option<&'h str>,
 ) -> Option<IpAddr> {
     let peer = peer?.to_canonical();
     if !trusted.contains(peer) {
@@ -35,7 +36,7 @@ pub fn client_address<'h>(
             .clone()
             .rev()
             .flat_map(|header| header.rsplit(','))
-            .map(str::trim)
+            .map(str::trim_ascii)
             .filter(|entry| !entry.is_empty())
     };
     if entries().next().is_some() {
@@ -50,8 +51,8 @@ pub fn client_address<'h>(
         return Some(nearest);
     }
     Some(
-        real_ip
-            .and_then(|v| parse_address(v.trim()))
+        real_ip()
+            .and_then(|v| parse_address(v.trim_ascii()))
             .unwrap_or(peer),
     )
 }
@@ -89,7 +90,7 @@ mod tests {
 
     fn client(peer: &str, xff: &[&str], real_ip: Option<&str>) -> Option<IpAddr> {
         let proxies = table(&["127.0.0.0/8", "::1/128", "10.0.0.0/8"]);
-        client_address(ip(peer), &proxies, xff.iter().copied(), real_ip)
+        client_address(ip(peer), &proxies, xff.iter().copied(), || real_ip)
     }
 
     #[test]
@@ -175,7 +176,7 @@ mod tests {
                 ip("::ffff:127.0.0.1"),
                 &proxies,
                 ["203.0.113.9"].into_iter(),
-                None
+                || None
             ),
             ip("203.0.113.9")
         );
@@ -185,7 +186,7 @@ mod tests {
     fn no_peer_address_is_no_client_address() {
         let proxies = table(&LOOPBACK);
         assert_eq!(
-            client_address(None, &proxies, ["203.0.113.9"].into_iter(), None),
+            client_address(None, &proxies, ["203.0.113.9"].into_iter(), || None),
             None
         );
     }
@@ -194,7 +195,12 @@ mod tests {
     fn trusting_no_one_believes_no_header() {
         let nobody = table(&[]);
         assert_eq!(
-            client_address(ip("127.0.0.1"), &nobody, ["203.0.113.9"].into_iter(), None),
+            client_address(
+                ip("127.0.0.1"),
+                &nobody,
+                ["203.0.113.9"].into_iter(),
+                || None
+            ),
             ip("127.0.0.1")
         );
     }

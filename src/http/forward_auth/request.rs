@@ -50,12 +50,12 @@ impl<'a> HeaderCookies<'a> {
             .flat_map(|v| v.split(';'))
             .filter_map(|pair| pair.split_once('='))
             .map(|(name, value)| {
-                let value = value.trim();
+                let value = value.trim_ascii();
                 let value = value
                     .strip_prefix('"')
                     .and_then(|v| v.strip_suffix('"'))
                     .unwrap_or(value);
-                (name.trim(), value)
+                (name.trim_ascii(), value)
             })
             .collect();
         HeaderCookies { pairs }
@@ -143,7 +143,7 @@ fn text<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     headers
         .get(name)
         .and_then(header_text)
-        .map(str::trim)
+        .map(str::trim_ascii)
         .filter(|v| !v.is_empty())
 }
 
@@ -162,7 +162,7 @@ impl<'a> Forwarded<'a> {
             peer,
             &settings.trusted_proxies,
             headers.get_all(X_FORWARDED_FOR).filter_map(header_text),
-            text(headers, &X_REAL_IP),
+            || text(headers, &X_REAL_IP),
         );
         let country = settings
             .country_header
