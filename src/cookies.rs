@@ -69,6 +69,8 @@ const STICKY_TAG: &str = "s1";
 const OVERRIDE_TAG: &str = "o1";
 /// Longest cookie value we look at; anything longer is malformed.
 const MAX_LEN: usize = 512;
+/// A signature's length: 32 bytes in base64url without padding.
+const SIGNATURE_LEN: usize = 43;
 
 impl CookieSigner {
     pub fn new(secret: &[u8]) -> CookieSigner {
@@ -91,7 +93,14 @@ impl CookieSigner {
         if value.len() > MAX_LEN {
             return Err(Rejection::Malformed);
         }
-        let (payload, sig) = value.rsplit_once('.').ok_or(Rejection::Malformed)?;
+        // The signature is the last SIGNATURE_LEN characters, after a `.`; anything else is
+        // malformed (a shorter or longer one, or one holding a `.`, cannot decode to 32 bytes).
+        let dot = value
+            .len()
+            .checked_sub(SIGNATURE_LEN + 1)
+            .filter(|&i| value.as_bytes()[i] == b'.')
+            .ok_or(Rejection::Malformed)?;
+        let (payload, sig) = (&value[..dot], &value[dot + 1..]);
         let mut raw = [0u8; 33];
         let n = URL_SAFE_NO_PAD
             .decode_slice(sig, &mut raw)
