@@ -10,7 +10,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::catalog::{Catalog, LiveRollout};
 use crate::cookies::CookieSigner;
@@ -123,6 +123,10 @@ pub struct Decider {
     signer: CookieSigner,
     classifier: Classifier,
     metrics: Arc<Metrics>,
+    /// Times each decision for the duration histogram: the CPU's time-stamp counter where it
+    /// is stable (two reads ~20 ns, against ~50 ns for two `Instant::now()` in this VM), the
+    /// monotonic clock elsewhere.
+    clock: quanta::Clock,
 }
 
 impl Decider {
@@ -139,6 +143,7 @@ impl Decider {
             signer,
             classifier,
             metrics,
+            clock: quanta::Clock::new(),
         }
     }
 
@@ -161,7 +166,7 @@ impl Decider {
         input: &DecideInput<'_, J>,
         counting: Counting,
     ) -> Result<Decided, DecideError> {
-        let started = Instant::now();
+        let started = self.clock.raw();
         let (user_key, device_id) = keys_of(input)?;
         let live = self
             .catalog
@@ -187,7 +192,7 @@ impl Decider {
                     input,
                     user_key,
                     device_id,
-                    Instant::now(),
+                    self.clock.raw(),
                     Counting::Counted,
                 )
             })
@@ -200,7 +205,7 @@ impl Decider {
         input: &DecideInput<'_, J>,
         user_key: Option<&str>,
         device_id: Option<&str>,
-        started: Instant,
+        started: u64,
         counting: Counting,
     ) -> Decided {
         let rollout = &live.compiled;
@@ -263,7 +268,7 @@ impl Decider {
             }
             self.metrics
                 .decision_duration
-                .observe(started.elapsed().as_secs_f64());
+                .observe(self.clock.delta(started, self.clock.raw()).as_secs_f64());
         }
         Decided {
             flow: decision.flow,
