@@ -260,16 +260,37 @@ fn load(path: &Path) -> Result<Loaded, GeoError> {
 /// Slots of the per-thread lookup cache (a power of two).
 const CACHE_SLOTS: usize = 1024;
 
+/// Slots of the per-thread record cache (a power of two).
+const RECORD_SLOTS: usize = 512;
+
 type CacheSlot = Option<(u64, IpAddr, Location)>;
 
-/// Looks `ip` up through a small per-thread, direct-mapped cache of recent answers: the same
-/// callers come back (a login is several requests), and a database walk costs ~0.6 µs. Entries
-/// carry the database's id, so a reloaded database never answers from the old one's entries.
+/// A decoded record: the database's id, the record's offset in it, what it says.
+type RecordSlot = Option<(u64, usize, Location)>;
+
+/// Per-thread caches, so that no lookup takes a lock: recent answers by address, and decoded
+/// records by their offset in the database.
+struct Caches {
+    by_address: Box<[CacheSlot]>,
+    by_record: Box<[RecordSlot]>,
+}
+
+/// Looks `ip` up through two small per-thread, direct-mapped caches:
+/// - recent answers by address: the same callers come back (a login is several requests), and
+///   a database walk costs ~0.6 µs;
+/// - decoded records by their offset in the database: many addresses share one record (every
+///   address of a country in a country database; of a city in a city database), so a new
+///   address mostly costs the walk down the tree, not the decoding of its record.
+///
+/// Entries carry the database's id, so a reloaded database never answers from the old one's
+/// entries.
 fn cached_lookup(loaded: &Loaded, ip: IpAddr) -> Location {
     use std::cell::RefCell;
     thread_local! {
-        static CACHE: RefCell<Box<[CacheSlot]>> =
-            RefCell::new(vec![None; CACHE_SLOTS].into_boxed_slice());
+        static CACHES: RefCell<Caches> = RefCell::new(Caches {
+            by_address: vec![None; CACHE_SLOTS].into_boxed_slice(),
+            by_record: vec![None; RECORD_SLOTS].into_boxed_slice(),
+        });
     }
     let ip = ip.to_canonical();
     let folded = match ip {
@@ -280,28 +301,47 @@ fn cached_lookup(loaded: &Loaded, ip: IpAddr) -> Location {
         }
     };
     let slot = (folded.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as usize % CACHE_SLOTS;
-    CACHE.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        if let Some((id, cached_ip, location)) = cache[slot] {
+    CACHES.with(|caches| {
+        let mut caches = caches.borrow_mut();
+        if let Some((id, cached_ip, location)) = caches.by_address[slot] {
             if id == loaded.id && cached_ip == ip {
                 return location;
             }
         }
-        let location = lookup_in(&loaded.reader, ip);
-        cache[slot] = Some((loaded.id, ip, location));
+        let location = lookup_in(&loaded.reader, ip, |offset, decode| {
+            let record_slot = offset.wrapping_mul(0x9E37_79B9) >> 7 & (RECORD_SLOTS - 1);
+            if let Some((id, cached, location)) = caches.by_record[record_slot] {
+                if id == loaded.id && cached == offset {
+                    return location;
+                }
+            }
+            let location = decode();
+            caches.by_record[record_slot] = Some((loaded.id, offset, location));
+            location
+        });
+        caches.by_address[slot] = Some((loaded.id, ip, location));
         location
     })
 }
 
-fn lookup_in(reader: &Reader<Vec<u8>>, ip: IpAddr) -> Location {
+/// Looks `ip` up in `reader`; `decoded(offset, decode)` answers for the record found at that
+/// offset of the database's data section, calling `decode` when it does not know it yet.
+fn lookup_in(
+    reader: &Reader<Vec<u8>>,
+    ip: IpAddr,
+    decoded: impl FnOnce(usize, &dyn Fn() -> Location) -> Location,
+) -> Location {
     // `lookup` errs for IPv6 in an IPv4-only database, `decode` on a malformed record.
-    match reader.lookup(ip.to_canonical()) {
-        Ok(found) => match found.decode::<Record<'_>>() {
-            Ok(Some(record)) => record.location(),
-            Ok(None) | Err(_) => Location::UNKNOWN,
-        },
-        Err(_) => Location::UNKNOWN,
-    }
+    let Ok(found) = reader.lookup(ip.to_canonical()) else {
+        return Location::UNKNOWN;
+    };
+    let Some(offset) = found.offset() else {
+        return Location::UNKNOWN;
+    };
+    decoded(offset, &|| match found.decode::<Record<'_>>() {
+        Ok(Some(record)) => record.location(),
+        Ok(None) | Err(_) => Location::UNKNOWN,
+    })
 }
 
 /// The fields of a record that matter here, borrowed from the database buffer. Covers the nested
@@ -488,6 +528,31 @@ mod tests {
                     "{address} in {name}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn every_network_of_the_test_databases_answers_as_its_record_decoded_directly() {
+        // Through both per-thread caches (addresses sharing a record hit the record cache),
+        // against decoding each network's record without any cache.
+        for name in TEST_DATABASES {
+            let geo = open_test_database(name);
+            let reader = Reader::open_readfile(test_database(name)).unwrap();
+            let mut networks = 0;
+            for found in reader.networks(Default::default()).unwrap() {
+                let found = found.unwrap();
+                let direct = match found.decode::<Record<'_>>() {
+                    Ok(Some(record)) => record.location(),
+                    _ => Location::UNKNOWN,
+                };
+                let network = found.network().unwrap();
+                for address in [network.network(), network.broadcast()] {
+                    assert_eq!(geo.lookup(address), direct, "{address} in {name}");
+                    assert_eq!(geo.lookup(address), direct, "{address} again in {name}");
+                }
+                networks += 1;
+            }
+            assert!(networks > 50, "{name}: {networks} networks");
         }
     }
 

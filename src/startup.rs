@@ -28,7 +28,7 @@ use crate::guard::evaluator::GuardEvaluator;
 use crate::guard::webhook::{Webhook, WebhookUrl};
 use crate::guard::GuardViews;
 use crate::http::auth::Tokens;
-use crate::http::body::{BodyLimit, RequestTimeout};
+use crate::http::body::BodyRules;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::rules::ValidationErrors;
@@ -444,15 +444,17 @@ impl Application {
         }
 
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-        let limit = BodyLimit(settings.server.max_body_bytes);
         // actix bounds the head (408, closed); `http::body` bounds the body.
         let request_timeout = Duration::from_secs(settings.server.request_timeout_seconds.max(1));
+        let body_rules = BodyRules {
+            max_bytes: settings.server.max_body_bytes,
+            timeout: request_timeout,
+        };
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
-                .app_data(limit)
-                .app_data(RequestTimeout(request_timeout))
+                .app_data(body_rules)
                 .wrap(http::observe::ObserveRequests)
                 .configure(http::configure)
         })

@@ -27,18 +27,20 @@ use serde::Deserialize;
 use super::error::ApiError;
 use super::header_text::header_text;
 
-/// The largest body accepted, in bytes (`server.max_body_bytes`), as app data.
+/// How request bodies are bounded (`server.max_body_bytes`, `server.request_timeout_seconds`),
+/// as app data: the largest body accepted, in bytes, and how long a body may take to arrive.
 #[derive(Debug, Clone, Copy)]
-pub struct BodyLimit(pub usize);
+pub struct BodyRules {
+    pub max_bytes: usize,
+    pub timeout: Duration,
+}
 
-/// How long a request's body may take to arrive (`server.request_timeout_seconds`), counted
-/// from when the request reached the service (its head was read), as app data.
-#[derive(Debug, Clone, Copy)]
-pub struct RequestTimeout(pub Duration);
-
-impl Default for RequestTimeout {
+impl Default for BodyRules {
     fn default() -> Self {
-        RequestTimeout(Duration::from_secs(10))
+        BodyRules {
+            max_bytes: 65536,
+            timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -69,10 +71,10 @@ fn is_json(req: &HttpRequest) -> Result<(), ApiError> {
 
 impl FromRequest for JsonBytes {
     type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<JsonBytes, ApiError>>>>;
+    type Future = ReadBody;
 
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req.app_data::<BodyLimit>().map_or(65536, |l| l.0);
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> ReadBody {
+        let rules = req.app_data::<BodyRules>().copied().unwrap_or_default();
         let checked = is_json(req).and_then(|()| {
             let declared = req
                 .headers()
@@ -80,54 +82,145 @@ impl FromRequest for JsonBytes {
                 .and_then(header_text)
                 .and_then(|v| v.parse::<usize>().ok());
             match declared {
-                Some(n) if n > limit => Err(ApiError::PayloadTooLarge(limit)),
+                Some(n) if n > rules.max_bytes => Err(ApiError::PayloadTooLarge(rules.max_bytes)),
                 _ => Ok(declared),
             }
         });
-        let timeout = req
-            .app_data::<RequestTimeout>()
-            .copied()
-            .unwrap_or_default();
-        let deadline = tokio::time::Instant::now() + timeout.0;
-        let payload = payload.take();
-        Box::pin(async move {
-            let declared = checked?;
-            tokio::time::timeout_at(deadline, read(payload, limit, declared))
-                .await
-                .map_err(|_| ApiError::RequestTimeout(timeout.0.as_secs()))?
-                .map(JsonBytes)
-        })
+        match checked {
+            Ok(declared) => ReadBody {
+                refused: None,
+                payload: payload.take(),
+                rules,
+                declared,
+                first: None,
+                rest: None,
+                deadline: Deadline::NotWaited,
+            },
+            Err(refused) => ReadBody {
+                refused: Some(refused),
+                payload: Payload::None,
+                rules,
+                declared: None,
+                first: None,
+                rest: None,
+                deadline: Deadline::NotWaited,
+            },
+        }
     }
 }
 
-/// Reads the whole body, at most `limit` bytes.
-async fn read(
-    mut payload: Payload,
-    limit: usize,
+/// Reads a whole body, at most `rules.max_bytes`, within `rules.timeout` (408): the future
+/// of [`JsonBytes`].
+///
+/// Most bodies arrive with their head: the first poll finds the payload not yet fed (actix
+/// feeds it right after calling the handler) and the second finds it whole. So the timer is
+/// armed only when the body is still unfinished at the second poll; the first one wakes the
+/// task itself, so that a body that never comes is still polled again and timed. The
+/// deadline thus counts from when the service first waited a second time, microseconds
+/// after the head was read.
+pub struct ReadBody {
+    /// Refused before reading (content type, declared length).
+    refused: Option<ApiError>,
+    payload: Payload,
+    rules: BodyRules,
     declared: Option<usize>,
-) -> Result<Bytes, ApiError> {
-    let read_error = |e| ApiError::BadRequest(format!("cannot read the body: {e}"));
-    // Most bodies arrive in one chunk: keep it as it is, without a copy.
-    let Some(first) = payload.next().await.transpose().map_err(read_error)? else {
-        return Ok(Bytes::new());
-    };
-    if first.len() > limit {
-        return Err(ApiError::PayloadTooLarge(limit));
-    }
-    let Some(second) = payload.next().await.transpose().map_err(read_error)? else {
-        return Ok(first);
-    };
-    let mut body = BytesMut::with_capacity(declared.unwrap_or(4096).min(limit));
-    body.extend_from_slice(&first);
-    let mut next = Some(second);
-    while let Some(chunk) = next {
-        if body.len() + chunk.len() > limit {
-            return Err(ApiError::PayloadTooLarge(limit));
+    /// The first chunk, kept as it is (most bodies are one chunk: no copy).
+    first: Option<Bytes>,
+    /// The chunks so far, once there is more than one.
+    rest: Option<BytesMut>,
+    deadline: Deadline,
+}
+
+enum Deadline {
+    NotWaited,
+    /// Waited once, and woke the task so that it is polled again.
+    WaitedOnce,
+    Armed(Pin<Box<tokio::time::Sleep>>),
+}
+
+impl ReadBody {
+    fn add(&mut self, chunk: Bytes) -> Result<(), ApiError> {
+        let limit = self.rules.max_bytes;
+        if let Some(body) = &mut self.rest {
+            if body.len() + chunk.len() > limit {
+                return Err(ApiError::PayloadTooLarge(limit));
+            }
+            body.extend_from_slice(&chunk);
+            return Ok(());
         }
-        body.extend_from_slice(&chunk);
-        next = payload.next().await.transpose().map_err(read_error)?;
+        match self.first.take() {
+            None if chunk.len() > limit => Err(ApiError::PayloadTooLarge(limit)),
+            None => {
+                self.first = Some(chunk);
+                Ok(())
+            }
+            Some(first) => {
+                if first.len() + chunk.len() > limit {
+                    return Err(ApiError::PayloadTooLarge(limit));
+                }
+                let mut body = BytesMut::with_capacity(self.declared.unwrap_or(4096).min(limit));
+                body.extend_from_slice(&first);
+                body.extend_from_slice(&chunk);
+                self.rest = Some(body);
+                Ok(())
+            }
+        }
     }
-    Ok(body.freeze())
+
+    fn finish(&mut self) -> Bytes {
+        match (self.rest.take(), self.first.take()) {
+            (Some(body), _) => body.freeze(),
+            (None, Some(first)) => first,
+            (None, None) => Bytes::new(),
+        }
+    }
+}
+
+impl Future for ReadBody {
+    type Output = Result<JsonBytes, ApiError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Some(refused) = this.refused.take() {
+            return Poll::Ready(Err(refused));
+        }
+        loop {
+            match Pin::new(&mut this.payload).poll_next(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    if let Err(e) = this.add(chunk) {
+                        return Poll::Ready(Err(e));
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    return Poll::Ready(Err(ApiError::BadRequest(format!(
+                        "cannot read the body: {e}"
+                    ))))
+                }
+                Poll::Ready(None) => return Poll::Ready(Ok(JsonBytes(this.finish()))),
+                Poll::Pending => break,
+            }
+        }
+        let timeout = this.rules.timeout;
+        let sleep = match &mut this.deadline {
+            Deadline::NotWaited => {
+                this.deadline = Deadline::WaitedOnce;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            Deadline::WaitedOnce => {
+                this.deadline = Deadline::Armed(Box::pin(tokio::time::sleep(timeout)));
+                let Deadline::Armed(sleep) = &mut this.deadline else {
+                    unreachable!("just armed")
+                };
+                sleep
+            }
+            Deadline::Armed(sleep) => sleep,
+        };
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(ApiError::RequestTimeout(timeout.as_secs()))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 /// Parses JSON: syntax errors are 400, well-formed JSON of the wrong shape is 422 naming the
