@@ -142,9 +142,11 @@ impl Credential for Bearer {
             .get(header::AUTHORIZATION)
             .and_then(header_text)
             .and_then(|v| {
-                let (scheme, token) = v.trim_ascii().split_once(' ')?;
+                // `Bearer` (any case), one space, the token (spaces around it trimmed).
+                let v = v.trim_ascii();
+                let (scheme, token) = (v.get(..7)?, v.get(7..)?);
                 scheme
-                    .eq_ignore_ascii_case("bearer")
+                    .eq_ignore_ascii_case("bearer ")
                     .then(|| token.trim_ascii())
             })
     }

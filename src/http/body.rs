@@ -53,12 +53,11 @@ fn is_json(req: &HttpRequest) -> Result<(), ApiError> {
             "the body must be JSON: send Content-Type: application/json".into(),
         ));
     };
-    let mime = header_text(value)
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim();
+    let text = header_text(value).unwrap_or("");
+    if text.eq_ignore_ascii_case("application/json") {
+        return Ok(());
+    }
+    let mime = text.split(';').next().unwrap_or("").trim();
     let json = ["application/json", "application/merge-patch+json"];
     match mime {
         m if json.iter().any(|j| m.eq_ignore_ascii_case(j)) => Ok(()),

@@ -123,9 +123,9 @@ impl DecideResponse<'_> {
         out.extend_from_slice(b"{\"rollout\":");
         push_json_str(&mut out, self.rollout);
         out.extend_from_slice(b",\"flow\":");
-        push_json_str(&mut out, self.flow);
+        push_word(&mut out, self.flow);
         out.extend_from_slice(b",\"reason\":");
-        push_json_str(&mut out, self.reason);
+        push_word(&mut out, self.reason);
         out.extend_from_slice(b",\"rule\":");
         match self.rule {
             Some(rule) => push_json_str(&mut out, rule),
@@ -153,9 +153,9 @@ impl DecideResponse<'_> {
             None => out.extend_from_slice(b"null"),
         }
         out.extend_from_slice(b",\"session\":{\"source\":");
-        push_json_str(&mut out, self.session.source);
+        push_word(&mut out, self.session.source);
         out.extend_from_slice(b",\"action\":");
-        push_json_str(&mut out, self.session.action);
+        push_word(&mut out, self.session.action);
         out.extend_from_slice(b"}}");
         out
     }
@@ -171,6 +171,16 @@ fn push_json_str(out: &mut Vec<u8>, text: &str) {
     } else {
         serde_json::to_writer(&mut *out, text).expect("a string always serialises");
     }
+}
+
+/// One of the answer's fixed words (flow, reason, session source and action: `as_str()` of
+/// enums, lowercase letters and `_`; a unit test holds every one of them to that) as a JSON
+/// string, unchecked.
+fn push_word(out: &mut Vec<u8>, word: &'static str) {
+    debug_assert!(!needs_escape(word.as_bytes()), "{word}");
+    out.push(b'"');
+    out.extend_from_slice(word.as_bytes());
+    out.push(b'"');
 }
 
 /// Whether JSON needs any byte of `bytes` escaped: a control character, `"` or `\\`. Eight
@@ -318,7 +328,10 @@ pub fn answer(decided: &Decided) -> HttpResponse {
         },
     };
     HttpResponse::Ok()
-        .insert_header(actix_web::http::header::ContentType::json())
+        .insert_header((
+            actix_web::http::header::CONTENT_TYPE,
+            super::APPLICATION_JSON,
+        ))
         .body(response.to_json())
 }
 
@@ -341,6 +354,31 @@ mod tests {
             "s1.stytch-login.3.4217.1.Zm9v_-bar".as_bytes()
         ));
         assert!(!needs_escape("é✓ü".as_bytes()));
+    }
+
+    #[test]
+    fn every_fixed_word_of_the_answer_is_lowercase_letters_and_underscores() {
+        use crate::rules::{Flow, Reason};
+        use crate::sessions::{SessionAction, SessionSource};
+        let sources = [
+            SessionSource::None,
+            SessionSource::Stytch,
+            SessionSource::Legacy,
+            SessionSource::Foreign,
+            SessionSource::Unknown,
+        ];
+        let words = [Flow::Stytch.as_str(), Flow::Legacy.as_str()]
+            .into_iter()
+            .chain(Reason::ALL.map(Reason::as_str))
+            .chain(SessionAction::ALL.map(SessionAction::as_str))
+            .chain(sources.map(SessionSource::as_str));
+        for word in words {
+            assert!(
+                !word.is_empty() && word.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{word}"
+            );
+            assert!(!needs_escape(word.as_bytes()), "{word}");
+        }
     }
 
     #[test]

@@ -39,6 +39,10 @@ use crate::tally::TallyStore;
 use auth::Tokens;
 use error::ApiError;
 
+/// `Content-Type: application/json`, made at compile time (no parsing per answer).
+pub const APPLICATION_JSON: header::HeaderValue =
+    header::HeaderValue::from_static("application/json");
+
 /// Everything handlers share, registered once as `web::Data<AppState>`.
 pub struct AppState {
     pub decider: Decider,

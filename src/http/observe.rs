@@ -21,7 +21,7 @@ use super::{forward_auth, AppState};
 use crate::metrics::Metrics;
 
 /// The header that carries a request's id, in and out.
-pub const REQUEST_ID: &str = "x-request-id";
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The middleware (`App::wrap(ObserveRequests)`): see the module's documentation.
 pub struct ObserveRequests;
@@ -110,9 +110,7 @@ where
             count_answer(&state.metrics, route, status.as_u16());
         }
         if let Some(id) = this.id.take() {
-            response
-                .headers_mut()
-                .insert(HeaderName::from_static(REQUEST_ID), id);
+            response.headers_mut().insert(REQUEST_ID, id);
         }
         Poll::Ready(Ok(match this.held.take() {
             None => response.map_into_left_body(),
@@ -130,7 +128,7 @@ fn request_id(req: &ServiceRequest) -> HeaderValue {
     use std::sync::OnceLock;
     static PREFIX: OnceLock<u32> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    if let Some(given) = req.headers().get(REQUEST_ID).filter(|v| {
+    if let Some(given) = req.headers().get(&REQUEST_ID).filter(|v| {
         !v.is_empty() && v.len() <= 128 && v.as_bytes().iter().all(u8::is_ascii_graphic)
     }) {
         return given.clone();
