@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -152,8 +152,21 @@ impl EnrollmentSet {
 /// not SipHash, which costs more than the rest of the lookup.
 type Snapshot = HashMap<Box<str>, Arc<LiveRollout>, foldhash::fast::RandomState>;
 
+/// Gives each catalog an identity for the per-thread caches of [`Catalog::get`].
+static CATALOGS: AtomicU64 = AtomicU64::new(0);
+
+/// A worker thread's handle on one catalog's current snapshot: an `arc_swap` cache, which
+/// checks the pointer with one plain load and takes a new snapshot only after a change.
+type SnapshotCache = arc_swap::Cache<Arc<ArcSwap<Snapshot>>, Arc<Snapshot>>;
+
+/// The catalogs a thread has decided from (one in the service; more in tests, which start
+/// several apps in one process). Past this many the list starts over.
+const CACHED_CATALOGS: usize = 8;
+
 pub struct Catalog {
-    rollouts: ArcSwap<Snapshot>,
+    /// This catalog among the process's (never reused).
+    id: u64,
+    rollouts: Arc<ArcSwap<Snapshot>>,
     /// Enrollment sets outlive rollout versions: they are keyed by rollout key alone.
     enrollments: Mutex<HashMap<Box<str>, Arc<EnrollmentSet>>>,
     /// So do the counts not yet flushed.
@@ -170,7 +183,8 @@ pub struct Catalog {
 impl Catalog {
     pub fn new(metrics: Arc<Metrics>) -> Catalog {
         Catalog {
-            rollouts: ArcSwap::from_pointee(Snapshot::default()),
+            id: CATALOGS.fetch_add(1, Ordering::Relaxed),
+            rollouts: Arc::new(ArcSwap::from_pointee(Snapshot::default())),
             enrollments: Mutex::new(HashMap::new()),
             tallies: Mutex::new(HashMap::new()),
             writer: Mutex::new(()),
@@ -263,9 +277,29 @@ impl Catalog {
         self.changed();
     }
 
-    /// The current version of a rollout.
+    /// The current version of a rollout. Read through a per-thread cache of the snapshot: on
+    /// every decision, one plain load sees whether the rollouts changed (then the cache takes
+    /// the new snapshot at once), instead of `arc_swap`'s full load and its atomic writes. A
+    /// thread keeps the last snapshot it saw alive until its next decision.
     pub fn get(&self, key: &str) -> Option<Arc<LiveRollout>> {
-        self.rollouts.load().get(key).cloned()
+        use std::cell::RefCell;
+        thread_local! {
+            static SNAPSHOTS: RefCell<Vec<(u64, SnapshotCache)>> = const { RefCell::new(Vec::new()) };
+        }
+        SNAPSHOTS.with(|caches| {
+            let mut caches = caches.borrow_mut();
+            let at = match caches.iter().position(|(id, _)| *id == self.id) {
+                Some(at) => at,
+                None => {
+                    if caches.len() >= CACHED_CATALOGS {
+                        caches.clear();
+                    }
+                    caches.push((self.id, arc_swap::Cache::new(self.rollouts.clone())));
+                    caches.len() - 1
+                }
+            };
+            caches[at].1.load().get(key).cloned()
+        })
     }
 
     /// Every rollout, sorted by key.
