@@ -185,16 +185,8 @@ impl CookieSigner {
         epoch: u64,
     ) -> Result<[&'v str; 2], Rejection> {
         let payload = self.verified_payload(value)?;
-        let mut parts = payload.split('.');
-        match (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) {
-            (Some(t), Some(key), Some(ep), Some(a), Some(b), None) if t == tag => {
+        match crate::text::split_exactly::<5>(payload, b'.') {
+            Some([t, key, ep, a, b]) if t == tag => {
                 check_binding(key, ep, rollout, epoch)?;
                 Ok([a, b])
             }

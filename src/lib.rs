@@ -16,3 +16,4 @@ pub mod sessions;
 pub mod startup;
 pub mod store;
 pub mod tally;
+pub mod text;

@@ -125,9 +125,7 @@ impl Classifier {
         let Some(token) = token.map(str::trim).filter(|t| !t.is_empty()) else {
             return SessionSource::None;
         };
-        let mut parts = token.split('.');
-        let (Some(header), Some(payload), Some(_sig), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
+        let Some([header, payload, _signature]) = crate::text::split_exactly::<3>(token, b'.')
         else {
             return self.opaque();
         };

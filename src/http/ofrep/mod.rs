@@ -40,7 +40,11 @@ pub async fn evaluate_flag(
         .check(&CONTEXT_NAMES)
         .map_err(|e| fail(e.into()))?;
     let decided = state.decider.decide(&input).map_err(|e| fail(e.into()))?;
-    Ok(HttpResponse::Ok().json(Evaluation::of(&decided)))
+    let bytes = serde_json::to_vec(&Evaluation::of(&decided))
+        .expect("an evaluation is strings and numbers only");
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, super::APPLICATION_JSON))
+        .body(bytes))
 }
 
 /// `POST /ofrep/v1/evaluate/flags`: every rollout decided for the context, with an `ETag`;
@@ -66,7 +70,7 @@ pub async fn evaluate_flags(
             .finish());
     }
     Ok(HttpResponse::Ok()
-        .content_type(header::ContentType::json())
+        .insert_header((header::CONTENT_TYPE, super::APPLICATION_JSON))
         .insert_header((header::ETAG, etag))
         .body(bytes))
 }
