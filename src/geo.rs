@@ -308,40 +308,36 @@ fn cached_lookup(loaded: &Loaded, ip: IpAddr) -> Location {
                 return location;
             }
         }
-        let location = lookup_in(&loaded.reader, ip, |offset, decode| {
-            let record_slot = offset.wrapping_mul(0x9E37_79B9) >> 7 & (RECORD_SLOTS - 1);
-            if let Some((id, cached, location)) = caches.by_record[record_slot] {
-                if id == loaded.id && cached == offset {
-                    return location;
-                }
-            }
-            let location = decode();
-            caches.by_record[record_slot] = Some((loaded.id, offset, location));
-            location
-        });
+        let location = caches.record_location(loaded, ip);
         caches.by_address[slot] = Some((loaded.id, ip, location));
         location
     })
 }
 
-/// Looks `ip` up in `reader`; `decoded(offset, decode)` answers for the record found at that
-/// offset of the database's data section, calling `decode` when it does not know it yet.
-fn lookup_in(
-    reader: &Reader<Vec<u8>>,
-    ip: IpAddr,
-    decoded: impl FnOnce(usize, &dyn Fn() -> Location) -> Location,
-) -> Location {
-    // `lookup` errs for IPv6 in an IPv4-only database, `decode` on a malformed record.
-    let Ok(found) = reader.lookup(ip.to_canonical()) else {
-        return Location::UNKNOWN;
-    };
-    let Some(offset) = found.offset() else {
-        return Location::UNKNOWN;
-    };
-    decoded(offset, &|| match found.decode::<Record<'_>>() {
-        Ok(Some(record)) => record.location(),
-        Ok(None) | Err(_) => Location::UNKNOWN,
-    })
+impl Caches {
+    /// Walks `loaded`'s tree for `ip` (already canonical) and decodes the record found, unless
+    /// this thread has decoded the record at that offset before.
+    fn record_location(&mut self, loaded: &Loaded, ip: IpAddr) -> Location {
+        // `lookup` errs for IPv6 in an IPv4-only database, `decode` on a malformed record.
+        let Ok(found) = loaded.reader.lookup(ip) else {
+            return Location::UNKNOWN;
+        };
+        let Some(offset) = found.offset() else {
+            return Location::UNKNOWN;
+        };
+        let slot = offset.wrapping_mul(0x9E37_79B9) >> 7 & (RECORD_SLOTS - 1);
+        if let Some((id, cached, location)) = self.by_record[slot] {
+            if id == loaded.id && cached == offset {
+                return location;
+            }
+        }
+        let location = match found.decode::<Record<'_>>() {
+            Ok(Some(record)) => record.location(),
+            Ok(None) | Err(_) => Location::UNKNOWN,
+        };
+        self.by_record[slot] = Some((loaded.id, offset, location));
+        location
+    }
 }
 
 /// The fields of a record that matter here, borrowed from the database buffer. Covers the nested

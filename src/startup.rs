@@ -445,11 +445,8 @@ impl Application {
 
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
         // actix bounds the head (408, closed); `http::body` bounds the body.
-        let request_timeout = Duration::from_secs(settings.server.request_timeout_seconds.max(1));
-        let body_rules = BodyRules {
-            max_bytes: settings.server.max_body_bytes,
-            timeout: request_timeout,
-        };
+        let body_rules = BodyRules::of(&settings.server);
+        let request_timeout = body_rules.timeout;
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()

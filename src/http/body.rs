@@ -26,6 +26,7 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::header_text::header_text;
+use crate::config::ServerSettings;
 
 /// How request bodies are bounded (`server.max_body_bytes`, `server.request_timeout_seconds`),
 /// as app data: the largest body accepted, in bytes, and how long a body may take to arrive.
@@ -35,12 +36,19 @@ pub struct BodyRules {
     pub timeout: Duration,
 }
 
-impl Default for BodyRules {
-    fn default() -> Self {
+impl BodyRules {
+    pub fn of(server: &ServerSettings) -> BodyRules {
         BodyRules {
-            max_bytes: 65536,
-            timeout: Duration::from_secs(10),
+            max_bytes: server.max_body_bytes,
+            timeout: Duration::from_secs(server.request_timeout_seconds.max(1)),
         }
+    }
+}
+
+impl Default for BodyRules {
+    /// The settings' defaults (for an app built without them, as some tests do).
+    fn default() -> Self {
+        BodyRules::of(&ServerSettings::default())
     }
 }
 
@@ -85,25 +93,19 @@ impl FromRequest for JsonBytes {
                 _ => Ok(declared),
             }
         });
-        match checked {
-            Ok(declared) => ReadBody {
-                refused: None,
-                payload: payload.take(),
-                rules,
-                declared,
-                first: None,
-                rest: None,
-                deadline: Deadline::NotWaited,
-            },
-            Err(refused) => ReadBody {
-                refused: Some(refused),
-                payload: Payload::None,
-                rules,
-                declared: None,
-                first: None,
-                rest: None,
-                deadline: Deadline::NotWaited,
-            },
+        let (refused, declared) = match checked {
+            Ok(declared) => (None, declared),
+            Err(refused) => (Some(refused), None),
+        };
+        ReadBody {
+            refused,
+            payload: payload.take(),
+            rules,
+            declared,
+            first: None,
+            rest: None,
+            waited_once: false,
+            timer: None,
         }
     }
 }
@@ -127,14 +129,10 @@ pub struct ReadBody {
     first: Option<Bytes>,
     /// The chunks so far, once there is more than one.
     rest: Option<BytesMut>,
-    deadline: Deadline,
-}
-
-enum Deadline {
-    NotWaited,
-    /// Waited once, and woke the task so that it is polled again.
-    WaitedOnce,
-    Armed(Pin<Box<tokio::time::Sleep>>),
+    /// Waited once already, and woke the task so that it is polled again.
+    waited_once: bool,
+    /// The 408 timer, armed when the body is still unfinished at the second wait.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl ReadBody {
@@ -199,23 +197,16 @@ impl Future for ReadBody {
                 Poll::Pending => break,
             }
         }
+        if !this.waited_once {
+            this.waited_once = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         let timeout = this.rules.timeout;
-        let sleep = match &mut this.deadline {
-            Deadline::NotWaited => {
-                this.deadline = Deadline::WaitedOnce;
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
-            Deadline::WaitedOnce => {
-                this.deadline = Deadline::Armed(Box::pin(tokio::time::sleep(timeout)));
-                let Deadline::Armed(sleep) = &mut this.deadline else {
-                    unreachable!("just armed")
-                };
-                sleep
-            }
-            Deadline::Armed(sleep) => sleep,
-        };
-        match sleep.as_mut().poll(cx) {
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match timer.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(ApiError::RequestTimeout(timeout.as_secs()))),
             Poll::Pending => Poll::Pending,
         }

@@ -1,6 +1,6 @@
 //! Operations endpoints: liveness, readiness, Prometheus metrics and the OpenAPI document.
 
-use actix_web::http::header::ContentType;
+use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::error::ApiError;
@@ -38,7 +38,7 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 
 pub async fn openapi() -> HttpResponse {
     HttpResponse::Ok()
-        .insert_header(ContentType::json())
+        .insert_header((header::CONTENT_TYPE, super::APPLICATION_JSON))
         .body(OPENAPI)
 }
 
